@@ -1,0 +1,135 @@
+"""Split a document's canonical text into passages: whole sentences, sized for the embedding model."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from kb.models import Document, Passage
+
+# A sentence ends at . ! ? (plus closing quotes/brackets) followed by space and a capital,
+# digit, quote or bracket, unless the full stop belongs to a common abbreviation.
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[A-Z0-9“\"‘'(\[£])")
+_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|etc|Mr|Mrs|Ms|Dr|Prof|St|No|Nos|Fig|para|pp|p|vol|al|approx|Cllr|Rt|Hon)\.|\b[A-Z]\.)$")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    heading: bool = False
+
+
+def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans of ``text[start:end]``, offsets into ``text``, trimmed of whitespace."""
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    cursor = start
+    for m in _BOUNDARY.finditer(text, start, end):
+        if _ABBREV.search(text[max(cursor, m.start() - 8):m.start()]):
+            continue
+        spans.append(Span(cursor, m.start()))
+        cursor = m.end()
+    spans.append(Span(cursor, end))
+    return [s for s in (_trim(text, s) for s in spans) if s.end > s.start]
+
+
+def _trim(text: str, span: Span) -> Span:
+    s, e = span.start, span.end
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return Span(s, e, span.heading)
+
+
+def _split_long(text: str, span: Span, fits: Callable[[int, int], bool]) -> list[Span]:
+    """Cut a sentence too long for the model into word-aligned pieces that fit."""
+    words = [m.span() for m in re.finditer(r"\S+", text[span.start:span.end])]
+    pieces: list[Span] = []
+    i = 0
+    while i < len(words):
+        j = i + 1
+        while j < len(words) and fits(span.start + words[i][0], span.start + words[j][1]):
+            j += 1
+        pieces.append(Span(span.start + words[i][0], span.start + words[j - 1][1]))
+        i = j
+    return pieces
+
+
+def chunk_id(doc_id: str, text: str, seen: dict[str, int]) -> str:
+    """Stable id from the document and the passage's content (numbered if the text repeats)."""
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+    n = seen.get(digest, 0)
+    seen[digest] = n + 1
+    return f"{doc_id}:{digest}" + (f"-{n}" if n else "")
+
+
+def chunk(doc: Document, count_tokens: Callable[[str], int], *, max_tokens: int = 256,
+          target_tokens: int = 200, overlap: int = 1) -> list[Passage]:
+    """Pack whole sentences into passages of about ``target_tokens`` word pieces.
+
+    A passage never crosses a heading; the heading is kept as metadata and counted in the
+    budget because it is embedded with the passage. The last ``overlap`` sentences of a
+    passage open the next one.
+    """
+    text = doc.text
+    units: list[Span] = []
+    for block in doc.blocks:
+        if block.kind == "heading":
+            units.append(Span(block.start, block.end, heading=True))
+        else:
+            units.extend(sentences(text, block.start, block.end))
+    if not doc.blocks and text.strip():
+        units = sentences(text)
+
+    passages: list[Passage] = []
+    seen: dict[str, int] = {}
+    heading = ""
+    budget = max_tokens - 2  # [CLS] and [SEP]
+    # WordPiece splits on whitespace first, so a passage's count is the sum of its sentences'.
+    cost: dict[tuple[int, int], int] = {}
+
+    def span_tokens(start: int, end: int) -> int:
+        if (start, end) not in cost:
+            cost[(start, end)] = count_tokens(text[start:end])
+        return cost[(start, end)]
+
+    head_cost = count_tokens(doc.meta.title) + 1
+
+    def tokens(spans: list[Span]) -> int:
+        return head_cost + sum(span_tokens(s.start, s.end) for s in spans)
+
+    def fits(start: int, end: int) -> bool:
+        return head_cost + span_tokens(start, end) <= budget
+
+    current: list[Span] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        start, end = current[0].start, current[-1].end
+        body = text[start:end]
+        passages.append(Passage(
+            chunk_id=chunk_id(doc.meta.doc_id, body, seen), doc_id=doc.meta.doc_id, text=body,
+            start=start, end=end, page=doc.page_at(start), heading=heading, index=len(passages),
+        ))
+
+    for unit in units:
+        if unit.heading:
+            flush()
+            current = []
+            heading = text[unit.start:unit.end]
+            head_cost = count_tokens(heading) + 1
+            continue
+        pieces = [unit] if fits(unit.start, unit.end) else _split_long(text, unit, fits)
+        for piece in pieces:
+            if current and (tokens(current + [piece]) > min(target_tokens, budget)):
+                flush()
+                kept = current[-overlap:] if overlap and len(current) > overlap else []
+                current = kept if kept and tokens(kept + [piece]) <= budget else []
+            current.append(piece)
+    flush()
+    return passages

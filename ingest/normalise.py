@@ -1,0 +1,226 @@
+"""Turn extracted pages into a document's canonical text, keeping the page map.
+
+Extracted text is hard-wrapped, tab-separated, hyphenated across lines and full of bullet
+glyphs. We join wrapped lines into paragraphs, rejoin hyphenated words, turn bullets into
+``- `` list items and collapse whitespace. Every offset anywhere in the knowledge base
+refers to the text this module produces.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from kb.models import Block, PageSpan
+
+# Glyphs that only ever mark a list item at the start of a line.
+BULLETS = "•●▪■◦∙‣⁃○➢➤►▶✓✔\u2212\uf0b7\uf0a7\uf076\uf0d8\uf0fc"
+# Dashes that mark a list item only where a paragraph may start.
+SOFT_BULLETS = "-–—*"
+_BULLET_ONLY = re.compile(rf"^[{re.escape(BULLETS + SOFT_BULLETS)}\s]+$")
+_BULLET_START = re.compile(rf"^[{re.escape(BULLETS)}]+\s*")
+_SOFT_BULLET_START = re.compile(rf"^[{re.escape(SOFT_BULLETS)}]\s+(?=\S)")
+_NUMBERED_START = re.compile(r"^(\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
+_SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
+_HEADING_MD = re.compile(r"^(#{1,6})\s+(.*)$")
+_WORD = re.compile(r"[A-Za-z]+")
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10))
+
+
+@dataclass
+class RawPage:
+    """One page of extracted text as a loader found it (``page`` is None when unpaged)."""
+
+    page: int | None
+    text: str
+
+
+@dataclass
+class Normalised:
+    text: str
+    pages: list[PageSpan] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+
+
+def clean_line(line: str) -> str:
+    """Tabs, odd spaces and control characters to plain spaces; runs of space collapsed."""
+    line = unicodedata.normalize("NFC", line).translate(_CONTROL)
+    line = line.replace("\u00ad", "").replace("\ufeff", "")
+    line = re.sub(r"[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]", " ", line)
+    return re.sub(r" {2,}", " ", line).strip()
+
+
+@dataclass
+class _Line:
+    text: str
+    page: int | None
+    bullet: bool = False
+    heading: bool = False
+
+
+def _typical_width(lines: list[str]) -> int:
+    lengths = sorted(len(s) for s in lines if s)
+    if not lengths:
+        return 80
+    return max(30, lengths[int(0.9 * (len(lengths) - 1))])
+
+
+def _lines(pages: list[RawPage], marked_headings: bool) -> list[_Line | None]:
+    """Cleaned lines, with None standing for a paragraph break (blank or bullet-only line)."""
+    out: list[_Line | None] = []
+    for raw in pages:
+        for line in raw.text.splitlines():
+            text = clean_line(line)
+            if not text or _BULLET_ONLY.match(text):
+                out.append(None)
+                continue
+            bullet = heading = False
+            if marked_headings and (m := _HEADING_MD.match(text)):
+                text, heading = m.group(2).strip(), True
+            elif m := _BULLET_START.match(text):
+                text, bullet = text[m.end():], True
+            elif m := _SOFT_BULLET_START.match(text):
+                text, bullet = text[m.end():], True
+            if text:
+                out.append(_Line(text, raw.page, bullet, heading))
+    return out
+
+
+def _vocabulary(pages: list[RawPage]) -> set[str]:
+    return {w.lower() for p in pages for w in _WORD.findall(p.text)}
+
+
+def _join(left: str, right: str, vocab: set[str]) -> str:
+    """What goes between two wrapped lines: a space, nothing (hyphen kept) or a dropped hyphen.
+
+    Returns the text to append after ``left``; a leading ``\b`` means "drop left's last char".
+    """
+    if left.endswith("-") and right[:1].islower():
+        stem = re.search(r"([A-Za-z]+)-$", left)
+        head = re.match(r"([A-Za-z]+)", right)
+        if stem and head and (stem.group(1) + head.group(1)).lower() in vocab:
+            return "\b"
+        return ""
+    return " "
+
+
+def _continues(prev: _Line, line: _Line, width: int) -> bool:
+    """Does ``line`` continue the paragraph that ``prev`` belongs to (a hard wrap)?"""
+    if line.bullet or line.heading or prev.heading:
+        return False
+    if prev.text.endswith("-") and line.text[:1].islower():
+        return True
+    if len(prev.text) < 0.6 * width:
+        return False
+    if _SENTENCE_END.search(prev.text) and len(prev.text) < 0.85 * width:
+        return False
+    if _NUMBERED_START.match(line.text) and _SENTENCE_END.search(prev.text):
+        return False
+    return True
+
+
+def _is_heading(text: str, width: int) -> bool:
+    words = text.split()
+    return (
+        (len(words) >= 2 or len(text) >= 8)
+        and len(words) <= 12
+        and len(text) <= min(90, 0.75 * width)
+        and not _SENTENCE_END.search(text)
+        and not text.endswith((",", "&", "-", "–"))
+        and (text[0].isupper() or text[0].isdigit())
+        and sum(1 for w in words if w[0].islower()) <= len(words) // 2 + 1
+    )
+
+
+def _group(lines: list[_Line | None], widths: dict) -> list[list[_Line]]:
+    """Group lines into blocks: a block is one paragraph, heading or list item."""
+    groups: list[list[_Line]] = []
+    current: list[_Line] = []
+    for line in lines:
+        if line is None:
+            if current:
+                groups.append(current)
+            current = []
+        elif current and _continues(current[-1], line, widths.get(current[-1].page, 80)):
+            current.append(line)
+        else:
+            if current:
+                groups.append(current)
+            current = [line]
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _kind(group: list[_Line], widths: dict) -> str:
+    first = group[0]
+    if first.heading:
+        return "heading"
+    if first.bullet:
+        return "item"
+    if len(group) == 1 and _is_heading(first.text, widths.get(first.page, 80)):
+        return "heading"
+    return "para"
+
+
+def normalise(pages: list[RawPage], *, marked_headings: bool = False) -> Normalised:
+    """Build canonical text, paragraph blocks and the page map from raw pages.
+
+    ``marked_headings``: lines starting with ``#`` are headings (Markdown, and HTML after
+    conversion); otherwise headings are recognised by their shape.
+    """
+    vocab = _vocabulary(pages)
+    widths = {raw.page: _typical_width([clean_line(s) for s in raw.text.splitlines()]) for raw in pages}
+    groups = _group(_lines(pages, marked_headings), widths)
+
+    out: list[str] = []
+    offset = 0
+    blocks: list[Block] = []
+    first_offset: dict[int, int] = {}
+
+    def emit(piece: str) -> None:
+        nonlocal offset
+        out.append(piece)
+        offset += len(piece)
+
+    for group in groups:
+        kind = _kind(group, widths)
+        if blocks:
+            emit("\n" if kind == "item" and blocks[-1].kind == "item" else "\n\n")
+        start = offset
+        if kind == "item":
+            emit("- ")
+        prev: _Line | None = None
+        for line in group:
+            if prev is not None:
+                glue = _join(prev.text, line.text, vocab)
+                if glue == "\b":
+                    out[-1] = out[-1][:-1]
+                    offset -= 1
+                else:
+                    emit(glue)
+            if line.page is not None and line.page not in first_offset:
+                first_offset[line.page] = offset if prev is not None or kind != "item" else start
+            emit(line.text)
+            prev = line
+        blocks.append(Block(kind, start, offset))
+
+    text = "".join(out)
+    return Normalised(text=text, pages=_page_spans(pages, first_offset, len(text)), blocks=blocks)
+
+
+def _page_spans(pages: list[RawPage], first: dict[int, int], length: int) -> list[PageSpan]:
+    """Each page runs from its first character to the next page's first; empty pages are empty."""
+    numbers = [p.page for p in pages if p.page is not None]
+    starts: list[int] = []
+    following = length
+    for page in reversed(numbers):
+        following = first.get(page, following)
+        starts.append(following)
+    starts.reverse()
+    spans = []
+    for i, page in enumerate(numbers):
+        end = starts[i + 1] if i + 1 < len(numbers) else length
+        spans.append(PageSpan(page=page, start=starts[i], end=end))
+    return spans

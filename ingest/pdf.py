@@ -1,0 +1,59 @@
+"""PDF files with pypdf: text per real page, document info, clear errors for what cannot be read."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from ingest.base import Extracted, IngestError
+from ingest.normalise import RawPage
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+def _year(info) -> int | None:
+    for key in ("/CreationDate", "/ModDate"):
+        raw = str(info.get(key, "") or "")
+        if m := re.search(r"(19|20)\d\d", raw):
+            return int(m.group(0))
+    return None
+
+
+def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, DependencyError
+
+    if path.stat().st_size == 0:
+        raise IngestError("empty file: no text to ingest")
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except (DependencyError, NotImplementedError) as exc:
+                raise IngestError(f"encrypted PDF that cannot be opened here ({exc})") from exc
+            if not ok:
+                raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that")
+        pages = [RawPage(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
+        info = reader.metadata or {}
+    except IngestError:
+        raise
+    except FileNotDecryptedError as exc:
+        raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+        raise IngestError(f"not a readable PDF (corrupt or truncated): {exc}") from exc
+    if not pages:
+        raise IngestError("PDF has no pages")
+    if not any(p.text.strip() for p in pages):
+        raise IngestError(
+            f"no text layer on any of its {len(pages)} page(s): probably a scanned PDF; run OCR on it first"
+        )
+    warnings = []
+    empty = [p.page for p in pages if not p.text.strip()]
+    if empty:
+        warnings.append(f"{path.name}: no text on page(s) {', '.join(map(str, empty))} (images only?)")
+    title = str(info.get("/Title", "") or "").strip()
+    author = str(info.get("/Author", "") or "").strip()
+    authors = [a.strip() for a in re.split(r";|,| and ", author) if a.strip()] if author else []
+    return Extracted(pages=pages, title=title, authors=authors, year=_year(info), warnings=warnings)

@@ -1,0 +1,186 @@
+"""Answers with citations a machine can check, extractive by default.
+
+From the top passages we pick the sentences closest to the question (with MMR so they do not
+repeat each other) and quote them verbatim: every citation is ``text[start:end]`` of its
+document's canonical text, on the page where it starts. When even the best passage is far
+from the question, we say the knowledge base has little on it instead of answering.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ingest.chunk import sentences
+from kb.models import Hit
+from kb.retrieval import Filters, hit_json
+
+if TYPE_CHECKING:
+    from kb.knowledge import KnowledgeBase
+
+# Below this cosine similarity between the question and its best passage, we do not answer
+# (calibrated on the gold set's answerable and no-answer questions; see evals/RESULTS.md).
+ANSWER_THRESHOLD = 0.30
+MAX_SENTENCES = 3
+MMR_LAMBDA = 0.75
+SOURCE_PASSAGES = 6
+MIN_SENTENCE_CHARS = 30
+NO_ANSWER = ("The knowledge base has little on this question, so there is no answer to give with "
+             "confidence. The nearest passages are listed below.")
+
+
+@dataclass
+class Citation:
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    page: int | None
+    quote: str
+    start: int
+    end: int
+    authors: list[str] = field(default_factory=list)
+    year: int | None = None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    def reference(self) -> str:
+        """Author (year) Title, p. N — for copying into a report."""
+        who = ", ".join(self.authors) if self.authors else "n.a."
+        page = f", p. {self.page}" if self.page is not None else ""
+        return f"{who} ({self.year or 'n.d.'}) {self.title}{page}"
+
+
+@dataclass
+class Answer:
+    question: str
+    answered: bool
+    answer: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Hit] = field(default_factory=list)
+    mode: str = "extractive"
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, labels: dict[str, str] | None = None) -> dict:
+        return {
+            "question": self.question, "answered": self.answered, "answer": self.answer,
+            "citations": [c.to_json() for c in self.citations],
+            "passages": [hit_json(h, labels) for h in self.passages],
+            "mode": self.mode, "notes": self.notes,
+        }
+
+    def to_text(self) -> str:
+        lines = [textwrap.fill(self.answer, 100), ""]
+        if self.citations:
+            lines.append("References")
+            for c in self.citations:
+                lines.append(f"[{c.n}] {c.reference()}  ({c.doc_id}, characters {c.start}–{c.end})")
+                lines.append(textwrap.indent(textwrap.fill(f"“{c.quote}”", 96), "    "))
+        elif self.passages:
+            lines.append("Nearest passages")
+            for h in self.passages[:3]:
+                page = f", p. {h.passage.page}" if h.passage.page is not None else ""
+                lines.append(f"- {h.title}{page}: {h.passage.text[:200]}…")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Candidate:
+    hit: Hit
+    start: int
+    end: int
+    text: str
+
+
+def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]:
+    """Whole sentences of the top passages, each with its exact offsets; overlaps counted once."""
+    out: list[Candidate] = []
+    seen: set[tuple[str, int]] = set()
+    for hit in hits:
+        doc = kb.docs.get(hit.passage.doc_id)
+        if doc is None:
+            continue
+        for span in sentences(doc.text, hit.passage.start, hit.passage.end):
+            start = span.start
+            if doc.text.startswith("- ", start):
+                start += 2
+            text = doc.text[start:span.end]
+            if (doc.meta.doc_id, start) in seen or len(text) < MIN_SENTENCE_CHARS or sum(ch.isalpha() for ch in text) < 20:
+                continue
+            seen.add((doc.meta.doc_id, start))
+            out.append(Candidate(hit, start, span.end, text))
+    return out
+
+
+def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = MMR_LAMBDA, floor: float = 0.0) -> list[int]:
+    """Maximal marginal relevance: relevant to the question, unlike what is already chosen."""
+    chosen: list[int] = []
+    remaining = [i for i in range(len(query_sims)) if query_sims[i] >= floor]
+    while remaining and len(chosen) < k:
+        def gain(i: int) -> float:
+            redundancy = max((float(vectors[i] @ vectors[j]) for j in chosen), default=0.0)
+            return lam * float(query_sims[i]) - (1 - lam) * redundancy
+        best = max(remaining, key=gain)
+        chosen.append(best)
+        remaining.remove(best)
+    return chosen
+
+
+def compose(kb: "KnowledgeBase", picked: list[Candidate]) -> tuple[str, list[Citation]]:
+    """Order the picked sentences by source and position, number them, and cite each one."""
+    order = sorted(picked, key=lambda c: (c.hit.rank, c.start))
+    citations, parts = [], []
+    for n, c in enumerate(order, 1):
+        doc = kb.docs.get(c.hit.passage.doc_id)
+        citations.append(Citation(
+            n=n, chunk_id=c.hit.passage.chunk_id, doc_id=doc.meta.doc_id, title=doc.meta.title,
+            page=doc.page_at(c.start), quote=doc.text[c.start:c.end], start=c.start, end=c.end,
+            authors=doc.meta.authors, year=doc.meta.year,
+        ))
+        sentence = " ".join(c.text.split())
+        parts.append(f"{sentence} [{n}]")
+    return " ".join(parts), citations
+
+
+def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
+           filters: Filters | None = None, expand: bool = True, llm=None) -> Answer:
+    """Answer from the knowledge base; ``llm`` (a llama-index LLM) overrides ``KB_LLM``."""
+    question = " ".join((question or "").split())
+    if not question:
+        return Answer(question="", answered=False, answer="Ask a question to get an answer with cited passages.")
+    question = question[:2000]
+    vector = kb.embedder.encode([question])[0]
+    result = kb.retriever.search(question, k=max(k, SOURCE_PASSAGES), mode=mode, filters=filters,
+                                 expand=expand, vector=vector)
+    hits = result.hits
+    best = max((h.similarity or 0.0 for h in hits), default=0.0)
+    if not hits or best < ANSWER_THRESHOLD:
+        return Answer(question, False, NO_ANSWER, passages=hits[:k],
+                      notes=[f"best passage similarity {best:.2f} is below {ANSWER_THRESHOLD:.2f}"])
+    if kb.settings.llm or llm is not None:
+        from kb.llm import llm_answer
+
+        written = llm_answer(kb, question, hits[:SOURCE_PASSAGES], llm)
+        if written is not None:
+            written.passages = hits[:k]
+            return written
+        notes = ["the LLM's answer had no supported sentence; showing the extractive answer"]
+    else:
+        notes = []
+    candidates = candidate_sentences(kb, hits[:SOURCE_PASSAGES])
+    if not candidates:
+        return Answer(question, False, NO_ANSWER, passages=hits[:k])
+    vectors = kb.embedder.encode([c.text for c in candidates])
+    sims = vectors @ vector
+    # Prefer sentences from higher-ranked passages a little: fusion already weighed the evidence.
+    sims = sims + np.array([0.02 * (SOURCE_PASSAGES - min(c.hit.rank, SOURCE_PASSAGES)) / SOURCE_PASSAGES for c in candidates])
+    floor = max(ANSWER_THRESHOLD - 0.05, float(sims.max()) - 0.25)
+    picked = [candidates[i] for i in mmr(sims, vectors, MAX_SENTENCES, floor=floor)]
+    text, citations = compose(kb, picked)
+    return Answer(question, True, text, citations, passages=hits[:k], notes=notes)

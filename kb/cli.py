@@ -1,0 +1,330 @@
+"""The ``kb`` command line: a thin layer over :class:`kb.knowledge.KnowledgeBase`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from kb.config import Settings
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=None, help="how many passages (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default=None)
+    p.add_argument("--place", help="place id or label; narrower places are included (London finds Barnet)")
+    p.add_argument("--dimension", help="dimension id or label, e.g. relating")
+    p.add_argument("--concept", help="concept id or label; narrower concepts are included")
+    p.add_argument("--doc", help="document id (comma-separated for several)")
+    p.add_argument("--year", type=int, help="publication year")
+    p.add_argument("--type", dest="doc_type", help="document type, e.g. research-report")
+    p.add_argument("--no-expand", action="store_true", help="do not expand the query with the ontology")
+    p.add_argument("--batch", type=Path, metavar="FILE", help="one query per line (text, or JSONL with 'question')")
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kb", description="Knowledge base and semantic search over systems-leadership evidence.")
+    parser.add_argument("--home", type=Path, help="where the knowledge base lives (KB_HOME, default ./.kb)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="ingest files or folders (default: the shipped corpus)")
+    p.add_argument("paths", nargs="*", type=Path)
+    p.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("search", help="ranked passages")
+    p.add_argument("query", nargs="?", default="")
+    _add_filters(p)
+
+    p = sub.add_parser("ask", help="an answer with citations")
+    p.add_argument("question", nargs="?", default="")
+    _add_filters(p)
+
+    p = sub.add_parser("docs", help="the documents")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doc", help="one document")
+    p.add_argument("doc_id")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--text", action="store_true", help="print its normalised full text")
+
+    p = sub.add_parser("concepts", help="the ontology's concepts with passage counts")
+    p.add_argument("--scheme", choices=["concepts", "dimensions", "places"])
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sparql", help="run a SPARQL SELECT or ASK over the knowledge graph")
+    p.add_argument("query", help="the query, or @FILE to read it from a file")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="export the knowledge graph")
+    p.add_argument("--format", choices=["ttl", "jsonld"], default="ttl")
+    p.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    p = sub.add_parser("eval", help="run the evaluation and write a report")
+    p.add_argument("--gold", type=Path, help="gold questions (JSONL); default evals/gold.jsonl")
+    p.add_argument("--out", type=Path, help="report folder (default KB_HOME/eval)")
+    p.add_argument("--quick", action="store_true", help="skip the llama-index baseline")
+
+    p = sub.add_parser("check", help="check that the store, graph and manifest agree")
+    p.add_argument("--repair", action="store_true", help="fix what is inconsistent")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("app", help="ingest the corpus if needed and start the Streamlit app")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    return parser
+
+
+def _queries(path: Path) -> list[str]:
+    """Lines of a batch file: plain text, or JSONL objects with a ``question`` (or ``query``) field."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"kb: {path}, line {n}: not valid JSON ({exc.msg})")
+            q = obj.get("question", obj.get("query")) if isinstance(obj, dict) else None
+            if not isinstance(q, str):
+                raise SystemExit(f"kb: {path}, line {n}: no 'question' field")
+            out.append(q)
+        else:
+            out.append(line)
+    return out
+
+
+def _filters(args):
+    from kb.retrieval import Filters
+
+    return Filters(place=args.place, concept=args.concept, dimension=args.dimension, doc=args.doc,
+                   year=args.year, doc_type=args.doc_type)
+
+
+def cmd_search(kb, args) -> int:
+    from kb.retrieval import hit_json
+
+    labels = kb.labels()
+    queries = _queries(args.batch) if args.batch else [args.query]
+    for q in queries:
+        result = kb.search(q, k=args.k or kb.settings.k, mode=args.mode or kb.settings.mode,
+                           filters=_filters(args), expand=not args.no_expand)
+        if args.json:
+            _print_json(result.to_json(labels))
+            continue
+        if not result.hits:
+            print(f"No passages found for {q!r}.")
+        if result.recognised:
+            print(f"(recognised: {', '.join(result.recognised)})")
+        for h in result.hits:
+            j = hit_json(h, labels)
+            page = f", p. {j['page']}" if j["page"] is not None else ""
+            print(f"{j['rank']}. {j['title']}{page}  [{j['doc_id']} {j['start']}-{j['end']}]  score {j['score']:.4f}")
+            print(textwrap.indent(textwrap.fill(j["text"][:600] + ("…" if len(j["text"]) > 600 else ""), 100), "   "))
+            tags = j["places"] + j["concepts"] + j["dimensions"]
+            if tags:
+                print("   tags: " + ", ".join(tags))
+            print()
+    return 0
+
+
+def cmd_ask(kb, args) -> int:
+    labels = kb.labels()
+    questions = _queries(args.batch) if args.batch else [args.question]
+    for q in questions:
+        answer = kb.ask(q, k=args.k or kb.settings.k, mode=args.mode or kb.settings.mode,
+                        filters=_filters(args), expand=not args.no_expand)
+        if args.json:
+            _print_json(answer.to_json(labels))
+        else:
+            print(answer.to_text())
+    return 0
+
+
+def cmd_ingest(kb, args) -> int:
+    report = kb.ingest(args.paths or None, prune=args.prune, progress=not args.quiet and not args.json)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for r in report.having("ingested"):
+            print(f"ingested  {r.path}  → {r.doc_id} ({r.passages} passages)")
+        unchanged = report.having("unchanged")
+        if unchanged:
+            print(f"unchanged {len(unchanged)} file(s)")
+        for r in report.having("duplicate"):
+            print(f"skipped   {r.path}: {r.reason}")
+        for path in report.pruned:
+            print(f"pruned    {path}")
+        for w in report.warnings:
+            print(f"warning   {w}", file=sys.stderr)
+        for r in report.failed:
+            print(f"FAILED    {r.path}: {r.reason}", file=sys.stderr)
+        total = kb.store.count()
+        print(f"{len(kb.docs.ids())} documents, {total} passages in {kb.settings.home}")
+    if report.failed:
+        print(f"kb: {len(report.failed)} file(s) could not be ingested; the rest were.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_docs(kb, args) -> int:
+    docs = kb.documents()
+    if args.json:
+        _print_json(docs)
+        return 0
+    if not docs:
+        print("The knowledge base is empty: run `kb ingest`.")
+    for d in docs:
+        authors = ", ".join(d["authors"]) or "—"
+        print(f"{d['doc_id']:<34} {d['year'] or '    '}  {d['pages']:>3} pp  {d['passages']:>4} passages  {d['title'][:70]}  ({authors})")
+    return 0
+
+
+def cmd_doc(kb, args) -> int:
+    if args.text:
+        doc = kb.document(args.doc_id)
+        if doc is None:
+            return _unknown_doc(kb, args.doc_id)
+        sys.stdout.write(doc.text)
+        return 0
+    info = kb.document_json(args.doc_id)
+    if info is None:
+        return _unknown_doc(kb, args.doc_id)
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"{info['title']}\n{', '.join(info['authors']) or '—'} ({info['year'] or 'n.d.'}), {info['type']}")
+        print(f"id {info['doc_id']}; {len(info['pages'])} pages; {info['passages']} passages; {info['characters']} characters; {info['path']}")
+        for p in info["pages"]:
+            print(f"  page {p['page']:>3}: characters {p['start']}–{p['end']}")
+    return 0
+
+
+def _unknown_doc(kb, doc_id: str) -> int:
+    known = ", ".join(kb.docs.ids()[:10])
+    print(f"kb: no document {doc_id!r}. Known: {known or '(none: run kb ingest)'}", file=sys.stderr)
+    return 2
+
+
+def cmd_concepts(kb, args) -> int:
+    items = kb.concepts(args.scheme)
+    if args.json:
+        _print_json(items)
+        return 0
+    for c in items:
+        alt = f" (also: {', '.join(c['alt_labels'][:4])})" if c["alt_labels"] else ""
+        print(f"{c['scheme']:<10} {c['passages']:>5}  {c['label']}{alt}  [{c['id']}]")
+    return 0
+
+
+def cmd_sparql(kb, args) -> int:
+    from kb.graph import QueryRefused
+
+    text = Path(args.query[1:]).read_text(encoding="utf-8") if args.query.startswith("@") else args.query
+    try:
+        result = kb.graph.query(text)
+    except QueryRefused as exc:
+        print(f"kb: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print_json(result)
+    elif "boolean" in result:
+        print("yes" if result["boolean"] else "no")
+    else:
+        print("\t".join(result["vars"]))
+        for row in result["rows"]:
+            print("\t".join("" if row[v] is None else row[v] for v in result["vars"]))
+    return 0
+
+
+def cmd_export(kb, args) -> int:
+    data = kb.graph.export(args.format)
+    if args.out:
+        args.out.write_text(data, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(data)
+    return 0
+
+
+def cmd_eval(kb, args) -> int:
+    from kb.evaluation import GoldError, run_evaluation
+
+    gold = args.gold or (Path(__file__).resolve().parent.parent / "evals" / "gold.jsonl")
+    out = args.out or (kb.settings.home / "eval")
+    try:
+        report = run_evaluation(kb, gold, out, baseline=not args.quick)
+    except GoldError as exc:
+        print(f"kb: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_check(kb, args) -> int:
+    from kb.consistency import check
+
+    problems = check(kb, repair=args.repair)
+    if args.json:
+        _print_json({"consistent": not problems or args.repair, "problems": problems, "repaired": args.repair})
+    else:
+        for p in problems:
+            print(("repaired: " if args.repair else "") + p)
+        if not problems:
+            print("consistent: the store, the graph and the manifest agree.")
+    return 0 if (not problems or args.repair) else 1
+
+
+def cmd_app(kb, args) -> int:
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.address", args.address, "--browser.gatherUsageStats", "false",
+           "--server.headless", "true"]
+    if kb.is_empty():
+        print("The knowledge base is empty: ingesting the shipped corpus first.")
+        kb.ingest()
+    print(f"Starting the app on http://{args.address}:{args.port}")
+    return subprocess.call(cmd)
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "docs": cmd_docs, "doc": cmd_doc,
+    "concepts": cmd_concepts, "sparql": cmd_sparql, "export": cmd_export, "eval": cmd_eval,
+    "check": cmd_check, "app": cmd_app,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kb.knowledge import KnowledgeBase
+    from kb.lock import LockedError
+    from kb.ontology import OntologyError
+    from kb.retrieval import FilterError
+
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env(home=args.home)
+    try:
+        kb = KnowledgeBase(settings)
+        return COMMANDS[args.command](kb, args)
+    except (LockedError, OntologyError, FilterError, ValueError, FileNotFoundError) as exc:
+        print(f"kb: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

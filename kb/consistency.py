@@ -1,0 +1,73 @@
+"""``kb check``: do Chroma, the graph, the documents and the manifest describe the same passages?
+
+The manifest is the record of what finished; anything else is either completed by
+re-ingesting its file or removed as an orphan of a run that was killed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kb.knowledge import KnowledgeBase
+
+
+def _id_doc(chunk_id: str) -> str:
+    return chunk_id.rsplit(":", 1)[0]
+
+
+def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
+    """Problems in plain words; with ``repair``, fix each and say what was done."""
+    problems: list[str] = []
+    manifest = kb.manifest
+    expected = manifest.chunk_ids()
+    in_store = set(kb.store.ids())
+    in_graph = kb.graph.passage_ids()
+    docs_on_disk = set(kb.docs.ids())
+    docs_expected = {e.doc_id for e in manifest.entries.values()}
+
+    store_orphans = sorted(in_store - expected)
+    graph_orphans = sorted(in_graph - expected)
+    incomplete = sorted({e.path for e in manifest.entries.values()
+                         if not set(e.chunk_ids) <= in_store or not set(e.chunk_ids) <= in_graph
+                         or e.doc_id not in docs_on_disk})
+    doc_orphans = sorted(docs_on_disk - docs_expected)
+    graph_doc_orphans = sorted(set(kb.graph.docs) - docs_expected)
+
+    if store_orphans:
+        problems.append(f"{len(store_orphans)} passage(s) in Chroma that no finished ingestion recorded "
+                        f"(from documents {', '.join(sorted({_id_doc(i) for i in store_orphans}))})")
+    if graph_orphans:
+        problems.append(f"{len(graph_orphans)} passage(s) in the graph that no finished ingestion recorded")
+    if doc_orphans or graph_doc_orphans:
+        problems.append(f"document(s) stored but not in the manifest: {', '.join(sorted(set(doc_orphans) | set(graph_doc_orphans)))}")
+    for path in incomplete:
+        problems.append(f"{path}: its passages are missing from Chroma or the graph (an interrupted run?)")
+    if not kb.retriever.bm25_current():
+        problems.append("the BM25 index is older than the passages")
+
+    if repair and problems:
+        kb.store.delete(store_orphans)
+        for doc_id in set(doc_orphans) | set(graph_doc_orphans):
+            kb.graph.remove_document(doc_id)
+            kb.docs.delete(doc_id)
+        if graph_orphans:
+            for doc_id in {_id_doc(i) for i in graph_orphans} & docs_expected:
+                entry = manifest.by_doc(doc_id)
+                if entry:
+                    incomplete = sorted(set(incomplete) | {entry.path})
+        if incomplete:
+            for path in incomplete:
+                manifest.entries[path].sha256 = ""  # forces the file to be ingested again
+            manifest.save()
+            existing = [Path(p) for p in incomplete if Path(p).exists()]
+            gone = [p for p in incomplete if not Path(p).exists()]
+            for p in gone:
+                kb.remove_document(manifest.entries[p].doc_id)
+                del manifest.entries[p]
+            manifest.save()
+            if existing:
+                kb.ingest(existing, progress=False)
+        kb.refresh_indexes()
+    return problems

@@ -1,0 +1,57 @@
+"""The embedding model: loaded once per process, from the packaged folder by default, never from a hub."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+# Nothing may reach a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_lock = threading.Lock()
+
+
+class Embedder:
+    """Sentence-transformers encoder with normalised vectors, and a word-piece counter."""
+
+    def __init__(self, model_path: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model_path = model_path
+        self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.dim = int((getattr(self.model, 'get_embedding_dimension', None) or self.model.get_sentence_embedding_dimension)())
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with _lock:  # torch on 2 cores: one encode at a time is faster than contending
+            vecs = self.model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=progress,
+            )
+        return vecs.astype(np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model would read, without the special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+
+@lru_cache(maxsize=4)
+def get_embedder(model_path: str) -> Embedder:
+    """One model per process and path (tests and the app share it)."""
+    return Embedder(model_path)
+
+
+@lru_cache(maxsize=2)
+def get_cross_encoder(model_path: str):
+    """An optional reranker (``KB_RERANKER``): a local cross-encoder folder or cached model name."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(model_path, device="cpu", local_files_only=True)

@@ -1,0 +1,163 @@
+"""The knowledge base as one object: what the CLI and the app both call.
+
+It owns the parts (embedding model, Chroma store, documents, manifest, graph, BM25 index)
+and loads each lazily, once.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from kb.config import Settings
+from kb.docstore import DocStore
+from kb.manifest import Manifest
+from kb.models import Document, Passage
+
+
+class KnowledgeBase:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.docs = DocStore(self.settings.docs_dir)
+
+    # -- parts, loaded on first use -------------------------------------------------
+    @cached_property
+    def embedder(self):
+        from kb.embed import get_embedder
+
+        return get_embedder(self.settings.model_path)
+
+    @cached_property
+    def store(self):
+        from kb.store import PassageStore
+
+        return PassageStore(self.settings)
+
+    @property
+    def manifest(self) -> Manifest:
+        if not hasattr(self, "_manifest"):
+            self._manifest = Manifest(self.settings.manifest_path)
+        return self._manifest
+
+    @cached_property
+    def ontology(self):
+        from kb.ontology import Ontology
+
+        return Ontology.load(self.settings.ontology)
+
+    @cached_property
+    def graph(self):
+        from kb.graph import KnowledgeGraph
+
+        return KnowledgeGraph(self.settings.graph_path, self.ontology)
+
+    @cached_property
+    def linker(self):
+        from kb.linking import Linker
+
+        return Linker(self.ontology, self.embedder)
+
+    @cached_property
+    def retriever(self):
+        from kb.retrieval import Retriever
+
+        return Retriever(self)
+
+    # -- ingestion ----------------------------------------------------------------------
+    def ingest(self, paths: list[Path] | None = None, *, prune: bool = False, progress: bool = True,
+               on_progress=None):
+        from ingest.pipeline import ingest
+        from kb.lock import ingest_lock
+
+        with ingest_lock(self.settings.lock_path):
+            self._manifest = Manifest(self.settings.manifest_path)
+            return ingest(self, paths or [self.settings.corpus], prune=prune, progress=progress,
+                          on_progress=on_progress)
+
+    def link(self, doc: Document, passages: list[Passage], vectors: np.ndarray) -> None:
+        """Attach concepts, places and dimensions to each passage."""
+        self.linker.link(passages, vectors)
+
+    def write_document(self, doc: Document, passages: list[Passage], vectors: np.ndarray) -> None:
+        """Store a document's text and passages, replacing what an earlier version left."""
+        from kb.store import to_metadata
+
+        self.docs.put(doc)
+        new_ids = {p.chunk_id for p in passages}
+        stale = [i for i in self.store.ids(doc.meta.doc_id) if i not in new_ids]
+        meta = [to_metadata(p, doc.meta.title, doc.meta.year, doc.meta.type) for p in passages]
+        self.store.upsert(passages, vectors, meta)
+        self.store.delete(stale)
+        self.graph.replace_document(doc, passages)
+
+    def remove_document(self, doc_id: str) -> None:
+        self.store.delete(self.store.ids(doc_id))
+        self.graph.remove_document(doc_id)
+        self.docs.delete(doc_id)
+
+    def search_index_current(self) -> bool:
+        return self.retriever.bm25_current()
+
+    def refresh_indexes(self) -> None:
+        """Rebuild what is derived from all passages (the BM25 index) after ingestion."""
+        self.retriever.rebuild_bm25()
+
+    def is_empty(self) -> bool:
+        return not self.manifest.entries
+
+    # -- reading ------------------------------------------------------------------------
+    def document(self, doc_id: str) -> Document | None:
+        return self.docs.get(doc_id)
+
+    def documents(self) -> list[dict]:
+        counts = {e.doc_id: len(e.chunk_ids) for e in self.manifest.entries.values()}
+        out = []
+        for doc in self.docs.all():
+            m = doc.meta
+            out.append({
+                "doc_id": m.doc_id, "title": m.title, "authors": m.authors, "year": m.year,
+                "type": m.type, "path": m.path, "pages": len(doc.pages),
+                "passages": counts.get(m.doc_id, 0), "publisher": m.publisher, "url": m.url,
+            })
+        return out
+
+    def document_json(self, doc_id: str) -> dict | None:
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            return None
+        m = doc.meta
+        entry = self.manifest.by_doc(doc_id)
+        return {
+            "doc_id": m.doc_id, "title": m.title, "authors": m.authors, "year": m.year,
+            "type": m.type, "publisher": m.publisher, "url": m.url, "path": m.path,
+            "sha256": doc.sha256, "characters": len(doc.text),
+            "passages": len(entry.chunk_ids) if entry else 0,
+            "pages": [{"page": p.page, "start": p.start, "end": p.end} for p in doc.pages],
+        }
+
+    def labels(self) -> dict[str, str]:
+        """Concept, place and dimension ids to their preferred labels."""
+        return {c.id: c.label for c in self.ontology.concepts.values()}
+
+    def link_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in self.retriever.passages:
+            for cid in {*p.concepts, *p.places, *p.dimensions}:
+                counts[cid] = counts.get(cid, 0) + 1
+        return counts
+
+    def concepts(self, scheme: str | None = None) -> list[dict]:
+        counts = self.link_counts()
+        schemes = [scheme] if scheme else ["dimensions", "concepts", "places"]
+        return [c.to_json(counts.get(c.id, 0)) for s in schemes for c in self.ontology.in_scheme(s)]
+
+    def search(self, query: str, **options):
+        return self.retriever.search(query, **options)
+
+    def ask(self, question: str, **options):
+        from kb.answer import answer
+
+        return answer(self, question, **options)

@@ -1,0 +1,143 @@
+"""Link passages to the vocabulary: concepts and places by their labels, dimensions by meaning.
+
+Label matching works on word tokens with plurals and possessives folded, so it is case- and
+plural-insensitive, respects word boundaries (no "Kent" inside "Kentucky") and lets the
+longest label win ("North West London" over "London").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from kb.ontology import Concept, Ontology
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+
+# Similarity above which a passage evidences a dimension (calibrated on evals/linking.jsonl),
+# and the margin within which a second dimension is also linked.
+DIMENSION_THRESHOLD = 0.42
+DIMENSION_MARGIN = 0.03
+
+
+def fold(word: str) -> str:
+    """Lower-case, drop a possessive, and fold a plural to its singular (roughly, but both sides alike)."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    elif w.endswith("'"):
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def tokens(text: str) -> list[tuple[str, int, int]]:
+    """Folded word tokens with their character offsets."""
+    return [(fold(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+@dataclass
+class Match:
+    concept_id: str
+    start: int
+    end: int
+    label: str
+
+
+class LabelMatcher:
+    """A token trie of every preferred and alternative label."""
+
+    def __init__(self, concepts: list[Concept]) -> None:
+        self.trie: dict = {}
+        for c in concepts:
+            for label in [c.label, *c.alt_labels]:
+                words = [t for t, _, _ in tokens(label)]
+                if not words:
+                    continue
+                node = self.trie
+                for w in words:
+                    node = node.setdefault(w, {})
+                node.setdefault("$", c.id)
+
+    def find(self, text: str) -> list[Match]:
+        toks = tokens(text)
+        out: list[Match] = []
+        i = 0
+        while i < len(toks):
+            node, best, j = self.trie, None, i
+            while j < len(toks) and toks[j][0] in node:
+                node = node[toks[j][0]]
+                j += 1
+                if "$" in node:
+                    best = (node["$"], j)
+            if best:
+                cid, j_end = best
+                out.append(Match(cid, toks[i][1], toks[j_end - 1][2], text[toks[i][1]:toks[j_end - 1][2]]))
+                i = j_end
+            else:
+                i += 1
+        return out
+
+    def ids(self, text: str) -> list[str]:
+        return list(dict.fromkeys(m.concept_id for m in self.find(text)))
+
+
+def dimension_scores(vectors: np.ndarray, facet_vectors: np.ndarray, facet_dims: list[str]) -> list[dict[str, float]]:
+    """Per passage, each dimension's best similarity over its own text and its facets' texts."""
+    if len(vectors) == 0:
+        return []
+    sims = vectors @ facet_vectors.T
+    dims = sorted(set(facet_dims))
+    cols = {d: [i for i, fd in enumerate(facet_dims) if fd == d] for d in dims}
+    return [{d: float(row[cols[d]].max()) for d in dims} for row in sims]
+
+
+def choose_dimensions(scores: dict[str, float], named: list[str], threshold: float = DIMENSION_THRESHOLD,
+                      margin: float = DIMENSION_MARGIN) -> list[str]:
+    """Dimensions named in the text, plus the best one by meaning (and a close second) above threshold."""
+    chosen = list(named)
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    if ranked and ranked[0][1] >= threshold:
+        top = ranked[0][1]
+        chosen += [d for d, s in ranked[:2] if s >= threshold and top - s <= margin]
+    return list(dict.fromkeys(chosen))
+
+
+class Linker:
+    """Everything linking needs, built once from the ontology and the embedding model."""
+
+    def __init__(self, ontology: Ontology, embedder) -> None:
+        self.ontology = ontology
+        self.embedder = embedder
+        self.concepts = LabelMatcher(ontology.in_scheme("concepts"))
+        self.places = LabelMatcher(ontology.in_scheme("places"))
+        self.dimension_labels = LabelMatcher(ontology.in_scheme("dimensions"))
+        self.top_dimension = {}
+        texts, owners = [], []
+        for c in ontology.in_scheme("dimensions"):
+            root = self._dimension_of(c.id)
+            self.top_dimension[c.id] = root
+            texts.append(f"{c.label}. {c.definition}".strip())
+            owners.append(root)
+        self.facet_dims = owners
+        self.facet_vectors = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
+
+    def _dimension_of(self, cid: str) -> str:
+        chain = [cid, *self.ontology.broader_closure(cid)]
+        roots = [c for c in chain if not any(b in self.ontology.concepts for b in self.ontology.concepts[c].broader)]
+        return roots[0] if roots else cid
+
+    def link(self, passages, vectors: np.ndarray) -> None:
+        """Set ``concepts``, ``places`` and ``dimensions`` (ids) on each passage, in place."""
+        scores = dimension_scores(vectors, self.facet_vectors, self.facet_dims) if len(self.facet_dims) else [{}] * len(passages)
+        for p, s in zip(passages, scores):
+            text = f"{p.heading}\n{p.text}" if p.heading else p.text
+            p.concepts = self.concepts.ids(p.text)
+            p.places = self.places.ids(p.text)
+            named = list(dict.fromkeys(self.top_dimension.get(d, d) for d in self.dimension_labels.ids(text)))
+            p.dimensions = choose_dimensions(s, named)

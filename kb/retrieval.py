@@ -1,0 +1,318 @@
+"""Retrieval: dense (Chroma), BM25 (bm25s), fused by reciprocal rank, with the ontology in the loop.
+
+The ontology recognises concepts and places named in a query; their preferred, alternative
+and narrower labels expand the BM25 query, and passages linked to them form a third ranked
+list in the fusion. Filters by place, concept and dimension include narrower entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kb.files import read_json, write_json
+from kb.models import Hit, Passage
+
+if TYPE_CHECKING:
+    from kb.knowledge import KnowledgeBase
+
+MODES = ("hybrid", "dense", "bm25")
+RRF_K = 60
+CANDIDATES = 50
+
+
+@dataclass
+class Filters:
+    """What a search may be narrowed to. Place, concept and dimension accept an id or a label."""
+
+    place: str | None = None
+    concept: str | None = None
+    dimension: str | None = None
+    doc: str | None = None
+    year: int | None = None
+    doc_type: str | None = None
+
+    def active(self) -> bool:
+        return any(v is not None and v != "" for v in self.__dict__.values())
+
+
+@dataclass
+class SearchResult:
+    query: str
+    hits: list[Hit]
+    mode: str = "hybrid"
+    expanded: list[str] = field(default_factory=list)
+    recognised: list[str] = field(default_factory=list)
+    best_similarity: float = 0.0
+
+    def to_json(self, labels: dict[str, str] | None = None) -> dict:
+        return {
+            "query": self.query, "mode": self.mode,
+            "recognised": self.recognised, "expanded": self.expanded,
+            "results": [hit_json(h, labels) for h in self.hits],
+        }
+
+
+def hit_json(hit: Hit, labels: dict[str, str] | None = None) -> dict:
+    out = hit.to_json()
+    if labels:
+        for name in ("concepts", "places", "dimensions"):
+            out[name] = [labels.get(i, i) for i in out[name]]
+    return out
+
+
+def rrf(rankings: list[tuple[list[str], float]], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion of ranked id lists, each with a weight."""
+    scores: dict[str, float] = {}
+    for ids, weight in rankings:
+        for rank, cid in enumerate(ids):
+            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank + 1)
+    return scores
+
+
+class FilterError(ValueError):
+    """A filter naming something the knowledge base does not know."""
+
+
+def bm25_tokens(texts: list[str]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                          return_ids=False, show_progress=False)
+
+
+class Retriever:
+    def __init__(self, kb: "KnowledgeBase") -> None:
+        self.kb = kb
+        self.dir: Path = kb.settings.bm25_dir
+        self._bm25 = None
+        self._passages: list[Passage] = []
+        self._meta: list[dict] = []
+        self._stamp = ""
+
+    # -- the BM25 index and passage snapshot ----------------------------------------------
+    def _expected_stamp(self) -> str:
+        ids = sorted(self.kb.manifest.chunk_ids())
+        return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+
+    def bm25_current(self) -> bool:
+        state = read_json(self.dir / "state.json", default={}) or {}
+        return state.get("stamp") == self._expected_stamp()
+
+    def rebuild_bm25(self) -> None:
+        """Rebuild the BM25 index and the passage snapshot from the store, then swap it in whole."""
+        import bm25s
+
+        passages = self.kb.store.all_passages()
+        passages.sort(key=lambda p: (p.doc_id, p.start))
+        docs = {d.meta.doc_id: d for d in self.kb.docs.all()}
+        meta = [{"title": docs[p.doc_id].meta.title if p.doc_id in docs else p.doc_id,
+                 "year": docs[p.doc_id].meta.year if p.doc_id in docs else None,
+                 "type": docs[p.doc_id].meta.type if p.doc_id in docs else ""} for p in passages]
+        tmp = self.dir.with_name(self.dir.name + ".new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if passages:
+            index = bm25s.BM25()
+            index.index(bm25_tokens([p.embed_text(m["title"]) for p, m in zip(passages, meta)]), show_progress=False)
+            index.save(str(tmp / "index"), show_progress=False)
+        rows = [{**p.__dict__, **m} for p, m in zip(passages, meta)]
+        (tmp / "passages.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        write_json(tmp / "state.json", {"stamp": self._expected_stamp(), "passages": len(passages)})
+        old = self.dir.with_name(self.dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.dir.exists():
+            self.dir.rename(old)
+        tmp.rename(self.dir)
+        shutil.rmtree(old, ignore_errors=True)
+        self._bm25 = None
+        self._stamp = ""
+
+    def _load(self) -> None:
+        import bm25s
+
+        state = read_json(self.dir / "state.json", default={}) or {}
+        stamp = state.get("stamp", "")
+        if self._stamp == stamp and (self._bm25 is not None or not self._passages and stamp):
+            return
+        rows = read_json(self.dir / "passages.json", default=[]) or []
+        fields = set(Passage.__dataclass_fields__)
+        self._passages = [Passage(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+        self._meta = [{"title": r.get("title", ""), "year": r.get("year"), "type": r.get("type", "")} for r in rows]
+        self._bm25 = bm25s.BM25.load(str(self.dir / "index"), show_progress=False) if rows else None
+        self._stamp = stamp
+        self._by_id = {p.chunk_id: i for i, p in enumerate(self._passages)}
+
+    @property
+    def passages(self) -> list[Passage]:
+        self._load()
+        return self._passages
+
+    def title(self, doc_id: str) -> str:
+        doc = self.kb.docs.get(doc_id)
+        return doc.meta.title if doc else doc_id
+
+    # -- filters --------------------------------------------------------------------------
+    def _closure(self, name: str, scheme: str) -> set[str]:
+        onto = self.kb.ontology
+        found = onto.resolve(name, scheme)
+        if found is None:
+            known = ", ".join(c.label for c in onto.in_scheme(scheme)[:8])
+            raise FilterError(f"unknown {scheme[:-1]} {name!r} (try `kb concepts --scheme {scheme}`; e.g. {known}, ...)")
+        if scheme == "dimensions":  # passages carry the six top dimensions
+            roots = [found.id, *onto.broader_closure(found.id)]
+            return {roots[-1]}
+        return onto.narrower_closure(found.id)
+
+    def allowed(self, filters: Filters) -> np.ndarray | None:
+        """A boolean mask over the passage snapshot, or None when nothing is filtered."""
+        if not filters.active():
+            return None
+        self._load()
+        sets = {
+            "places": self._closure(filters.place, "places") if filters.place else None,
+            "concepts": self._closure(filters.concept, "concepts") if filters.concept else None,
+            "dimensions": self._closure(filters.dimension, "dimensions") if filters.dimension else None,
+        }
+        docs = {d.strip() for d in filters.doc.split(",")} if filters.doc else None
+        mask = np.ones(len(self._passages), dtype=bool)
+        for i, (p, m) in enumerate(zip(self._passages, self._meta)):
+            if docs is not None and p.doc_id not in docs:
+                mask[i] = False
+            elif filters.year is not None and m.get("year") != filters.year:
+                mask[i] = False
+            elif filters.doc_type and m.get("type") != filters.doc_type:
+                mask[i] = False
+            else:
+                for name, wanted in sets.items():
+                    if wanted is not None and not wanted.intersection(getattr(p, name)):
+                        mask[i] = False
+                        break
+        return mask
+
+    # -- the rankings ---------------------------------------------------------------------
+    def dense(self, vector: np.ndarray, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
+        ids = None
+        if mask is not None:
+            ids = [p.chunk_id for p, ok in zip(self._passages, mask) if ok]
+            if not ids:
+                return []
+        return [(p.chunk_id, s) for p, s in self.kb.store.query(vector, n, ids=ids)]
+
+    def bm25(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
+        self._load()
+        if self._bm25 is None:
+            return []
+        vocab = self._bm25.vocab_dict
+        terms = [t for t in bm25_tokens([query])[0] if t in vocab]
+        if not terms:
+            return []
+        scores = self._bm25.get_scores(terms)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        top = np.argsort(-scores)[:n]
+        return [(self._passages[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
+
+    def recognise(self, query: str) -> tuple[list[str], list[str]]:
+        """Concepts and places the query names (ids), and the labels that expand it."""
+        linker = self.kb.linker
+        named = linker.concepts.ids(query) + linker.places.ids(query)
+        onto = self.kb.ontology
+        expansion: list[str] = []
+        for cid in named:
+            if onto.concepts[cid].scheme != "concepts":
+                continue
+            for sub in sorted(onto.narrower_closure(cid)):
+                c = onto.concepts[sub]
+                expansion += [c.label, *c.alt_labels]
+        return named, list(dict.fromkeys(expansion))
+
+    def linked(self, named: list[str], mask: np.ndarray | None) -> list[str]:
+        """Ids of passages linked to what the query names (with narrower entries)."""
+        if not named:
+            return []
+        onto = self.kb.ontology
+        wanted = set().union(*(onto.narrower_closure(c) for c in named))
+        return [
+            p.chunk_id for i, p in enumerate(self._passages)
+            if (mask is None or mask[i]) and wanted.intersection(p.concepts + p.places)
+        ]
+
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", filters: Filters | None = None,
+               expand: bool = True, vector: np.ndarray | None = None) -> SearchResult:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        query = " ".join(query.split())[:2000]
+        self._load()
+        filters = filters or Filters()
+        mask = self.allowed(filters)
+        k = max(1, min(int(k), 100))
+        n = max(CANDIDATES, 2 * k)
+        result = SearchResult(query=query, hits=[], mode=mode)
+        if not query:
+            return result
+        named, expansion = self.recognise(query) if expand and mode != "dense" else ([], [])
+        result.recognised = [self.kb.ontology.label(c) for c in named]
+        result.expanded = expansion
+        dense: list[tuple[str, float]] = []
+        if mode in ("dense", "hybrid"):
+            if vector is None:
+                vector = self.kb.embedder.encode([query])[0]
+            dense = self.dense(vector, n, mask)
+        sparse = self.bm25(" ".join([query, *expansion]), n, mask) if mode in ("bm25", "hybrid") else []
+        similarity = dict(dense)
+        if mode == "dense":
+            ranked = [(cid, s) for cid, s in dense]
+        elif mode == "bm25":
+            ranked = sparse
+        else:
+            lists = [([c for c, _ in dense], 1.0), ([c for c, _ in sparse], 1.0)]
+            linked = self.linked(named, mask)
+            if linked and vector is not None:
+                boosted = self.kb.store.query(vector, min(n, len(linked)), ids=linked)
+                for p, s in boosted:
+                    similarity.setdefault(p.chunk_id, s)
+                lists.append(([p.chunk_id for p, _ in boosted], 0.5))
+            fused = rrf(lists)
+            ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+        if self.kb.settings.reranker and ranked:
+            ranked = self.rerank(query, ranked[:max(20, k)])
+        ranked = ranked[:k]
+        result.best_similarity = max((similarity.get(c, 0.0) for c, _ in ranked), default=0.0)
+        by_id = {p.chunk_id: p for p in self._passages}
+        missing = [c for c, _ in ranked if c not in by_id]
+        if missing:  # store newer than the snapshot: read those passages directly
+            by_id.update({p.chunk_id: p for p in self.kb.store.passages(missing)})
+        for rank, (cid, score) in enumerate(ranked, 1):
+            if cid in by_id:
+                p = by_id[cid]
+                result.hits.append(Hit(passage=p, score=score, title=self.title(p.doc_id), rank=rank,
+                                       similarity=similarity.get(cid)))
+        return result
+
+    def rerank(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Reorder candidates with the configured cross-encoder (optional; none ships)."""
+        from kb.embed import get_cross_encoder
+
+        texts = {p.chunk_id: p.text for p in self._passages}
+        pairs = [(cid, texts.get(cid) or self.kb.store.passages([cid])[0].text) for cid, _ in ranked]
+        scores = get_cross_encoder(self.kb.settings.reranker).predict([(query, t) for _, t in pairs])
+        return sorted(((cid, float(s)) for (cid, _), s in zip(pairs, scores)), key=lambda kv: -kv[1])
+
+    def neighbours(self, chunk_id: str) -> tuple[Passage | None, Passage | None]:
+        """The passages just before and after one, for context."""
+        self._load()
+        i = self._by_id.get(chunk_id)
+        if i is None:
+            return None, None
+        p = self._passages[i]
+        before = self._passages[i - 1] if i > 0 and self._passages[i - 1].doc_id == p.doc_id else None
+        after = self._passages[i + 1] if i + 1 < len(self._passages) and self._passages[i + 1].doc_id == p.doc_id else None
+        return before, after

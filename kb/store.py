@@ -1,0 +1,124 @@
+"""ChromaDB: the passages and their embeddings, embedded (``PersistentClient``) or on a server."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import numpy as np
+
+from kb.config import Settings
+from kb.models import Passage
+
+LIST_FIELDS = ("concepts", "places", "dimensions")
+
+
+def connect(settings: Settings):
+    """A Chroma client: a server when ``KB_CHROMA_URL`` is set, else files under ``KB_HOME``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "localhost", port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https", settings=chroma_settings,
+        )
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+def to_metadata(p: Passage, title: str, year: int | None, doc_type: str) -> dict:
+    meta = {
+        "doc_id": p.doc_id, "title": title, "page": -1 if p.page is None else p.page,
+        "start": p.start, "end": p.end, "heading": p.heading, "index": p.index,
+        "year": -1 if year is None else int(year), "type": doc_type,
+    }
+    for name in LIST_FIELDS:  # Chroma refuses empty lists: absent means none
+        values = getattr(p, name)
+        if values:
+            meta[name] = list(values)
+    return meta
+
+
+def from_record(chunk_id: str, text: str, meta: dict) -> Passage:
+    page = meta.get("page", -1)
+    return Passage(
+        chunk_id=chunk_id, doc_id=meta["doc_id"], text=text, start=int(meta["start"]),
+        end=int(meta["end"]), page=None if page is None or page < 0 else int(page),
+        heading=meta.get("heading", ""), index=int(meta.get("index", 0)),
+        **{name: list(meta.get(name) or []) for name in LIST_FIELDS},
+    )
+
+
+class PassageStore:
+    """One Chroma collection of passages. Embeddings are always ours; Chroma's default is never used."""
+
+    def __init__(self, settings: Settings, client=None) -> None:
+        self.client = client or connect(settings)
+        self.collection = self.client.get_or_create_collection(
+            settings.collection, embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": settings.model or "all-MiniLM-L6-v2 (packaged)"},
+        )
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def upsert(self, passages: list[Passage], embeddings: np.ndarray, metadatas: list[dict], batch: int = 2000) -> None:
+        for i in range(0, len(passages), batch):
+            part = passages[i:i + batch]
+            self.collection.upsert(
+                ids=[p.chunk_id for p in part], embeddings=embeddings[i:i + batch],
+                documents=[p.text for p in part], metadatas=metadatas[i:i + batch],
+            )
+
+    def ids(self, doc_id: str | None = None) -> list[str]:
+        where = {"doc_id": doc_id} if doc_id else None
+        out: list[str] = []
+        offset, page = 0, 5000
+        while True:
+            got = self.collection.get(where=where, include=[], limit=page, offset=offset)
+            out.extend(got["ids"])
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
+    def delete(self, ids: list[str], batch: int = 2000) -> None:
+        for i in range(0, len(ids), batch):
+            self.collection.delete(ids=ids[i:i + batch])
+
+    def passages(self, ids: list[str] | None = None, where: dict | None = None) -> list[Passage]:
+        """Passages by id (in the order asked) or by a metadata filter."""
+        got = self.collection.get(ids=ids, where=where, include=["documents", "metadatas"])
+        found = {i: from_record(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        return [found[i] for i in ids if i in found] if ids is not None else list(found.values())
+
+    def all_passages(self, page: int = 5000) -> list[Passage]:
+        out: list[Passage] = []
+        offset = 0
+        while True:
+            got = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            out.extend(from_record(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
+    def query(self, embedding: np.ndarray, n: int, where: dict | None = None,
+              ids: list[str] | None = None) -> list[tuple[Passage, float]]:
+        """Nearest passages with cosine similarity (1 - distance)."""
+        total = self.count()
+        if total == 0 or n <= 0:
+            return []
+        got = self.collection.query(
+            query_embeddings=[embedding], n_results=min(n, total), where=where or None, ids=ids,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (from_record(i, d, m), 1.0 - float(dist))
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+    def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+        got = self.collection.get(ids=ids, include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}

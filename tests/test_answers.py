@@ -1,0 +1,181 @@
+"""Retrieval and answers on the shipped corpus: real store, model and ontology."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+
+from kb.retrieval import Filters, FilterError, rrf
+
+QUESTIONS = [
+    "How did others handle pooled budgets?",
+    "What helped partners agree a shared purpose?",
+    "What is an authorising environment?",
+    "What happened with integrated care in North West London?",
+    "How do systems leaders handle wicked problems?",
+    "What did the Local Vision programme do in Cornwall?",
+]
+
+
+def check_citation(kb, c) -> None:
+    doc = kb.document(c["doc_id"])
+    assert doc.text[c["start"]:c["end"]] == c["quote"]
+    assert doc.page_at(c["start"]) == c["page"]
+
+
+def test_rrf_fuses_rankings():
+    fused = rrf([(["a", "b", "c"], 1.0), (["c", "a"], 1.0)])
+    assert sorted(fused, key=lambda k: -fused[k]) == ["a", "c", "b"]
+
+
+def test_pooled_budgets_finds_barnet_or_bradford_without_the_words(corpus_kb):
+    result = corpus_kb.search("How did others handle pooled budgets?", k=5)
+    assert "Pooled budgets" in result.recognised
+    assert "community budgets" in [e.lower() for e in result.expanded]
+    texts = " ".join(h.passage.text for h in result.hits)
+    assert re.search(r"Community Budget|pool and save|Total Place|pooled funding|pooling", texts)
+    assert any("pooled budget" not in h.passage.text.lower() for h in result.hits)
+    answer = corpus_kb.ask("How did others handle pooled budgets?").to_json(corpus_kb.labels())
+    assert answer["answered"]
+    assert re.search(r"Barnet|Bradford", " ".join(c["quote"] for c in answer["citations"]) + " ".join(
+        " ".join(p["places"]) for p in answer["passages"][:3]))
+    assert answer["citations"] and all(f"[{c['n']}]" in answer["answer"] for c in answer["citations"])
+
+
+def test_place_filter_includes_narrower_places(corpus_kb):
+    onto = corpus_kb.ontology
+    london = onto.narrower_closure("london")
+    assert "barnet" in london
+    result = corpus_kb.search("families with complex needs", k=10, filters=Filters(place="London"))
+    assert result.hits
+    for h in result.hits:
+        assert london.intersection(h.passage.places), h.passage.places
+    assert any("barnet" in h.passage.places for h in corpus_kb.search(
+        "troubled families", k=10, filters=Filters(place="London")).hits)
+    barnet_only = corpus_kb.search("families", k=10, filters=Filters(place="Barnet"))
+    assert barnet_only.hits and all("barnet" in h.passage.places for h in barnet_only.hits)
+
+
+def test_unknown_filter_is_a_clear_error(corpus_kb):
+    with pytest.raises(FilterError, match="unknown place 'Atlantis'"):
+        corpus_kb.search("anything", filters=Filters(place="Atlantis"))
+
+
+def test_doc_and_year_filters(corpus_kb):
+    hits = corpus_kb.search("leadership", k=10, filters=Filters(doc="revolution-improvised-2-2015")).hits
+    assert hits and {h.passage.doc_id for h in hits} == {"revolution-improvised-2-2015"}
+    hits = corpus_kb.search("leadership", k=10, filters=Filters(year=2015)).hits
+    assert hits and {h.passage.doc_id for h in hits} == {"revolution-improvised-2-2015"}
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_modes_return_readable_passages(corpus_kb, mode):
+    hits = corpus_kb.search("shared vision across organisations", k=5, mode=mode).hits
+    assert len(hits) == 5
+    assert sum(len(h.passage.text) for h in hits) / 5 <= 1300
+    for h in hits:
+        check_citation(corpus_kb, {"doc_id": h.passage.doc_id, "start": h.passage.start, "end": h.passage.end,
+                                   "quote": h.passage.text, "page": h.passage.page})
+
+
+def test_every_citation_is_exact_and_on_its_page(corpus_kb):
+    for q in QUESTIONS:
+        answer = corpus_kb.ask(q).to_json()
+        assert answer["answered"], q
+        assert answer["citations"], q
+        for c in answer["citations"]:
+            check_citation(corpus_kb, c)
+        markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer["answer"])}
+        assert markers == {c["n"] for c in answer["citations"]}
+
+
+@pytest.mark.parametrize("question", ["What is the capital of Peru?", "How do I bake sourdough bread at home?"])
+def test_weak_evidence_gets_the_honest_no_answer(corpus_kb, question):
+    answer = corpus_kb.ask(question)
+    assert not answer.answered
+    assert "little on this" in answer.answer
+    assert answer.passages  # the nearest passages are still shown
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 10_000, "SELECT * WHERE { ?s ?p ?o } ; DROP ALL .*+?[(", "\" } UNION { ?s ?p ?o"])
+def test_hostile_questions_get_a_reply_not_a_traceback(corpus_kb, question):
+    answer = corpus_kb.ask(question).to_json()
+    assert set(answer) >= {"question", "answered", "answer", "citations", "passages"}
+    for c in answer["citations"]:
+        check_citation(corpus_kb, c)
+    corpus_kb.search(question, k=3)
+
+
+def test_cli_search_and_ask_json_contract(corpus_kb, capsys, tmp_path):
+    from kb.cli import main
+
+    home = str(corpus_kb.settings.home)
+    assert main(["--home", home, "search", "pooled budgets", "--k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"] == "pooled budgets" and len(out["results"]) == 3
+    r = out["results"][0]
+    assert set(r) >= {"rank", "chunk_id", "doc_id", "title", "page", "start", "end", "text", "score",
+                      "concepts", "places", "dimensions"}
+    assert r["rank"] == 1 and isinstance(r["score"], float)
+    labels = {c.label for c in corpus_kb.ontology.concepts.values()}
+    assert all(x in labels for x in r["concepts"] + r["places"] + r["dimensions"])
+
+    batch = tmp_path / "q.jsonl"
+    batch.write_text('{"question": "What is an authorising environment?"}\n{"question": "What is the capital of Peru?"}\n', encoding="utf-8")
+    assert main(["--home", home, "ask", "--batch", str(batch), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first["question"] == "What is an authorising environment?" and first["answered"]
+    assert second["answered"] is False
+    for c in first["citations"]:
+        assert set(c) >= {"n", "chunk_id", "doc_id", "title", "page", "quote", "start", "end"}
+        check_citation(corpus_kb, c)
+
+    assert main(["--home", home, "search", "--batch", str(batch), "--json", "--mode", "bm25"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+class ScriptedLLM(CustomLLM):
+    """A stand-in LLM: builds its reply from the numbered passages it is given."""
+
+    script: str = "good"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="scripted")
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs) -> CompletionResponse:
+        passages = dict(re.findall(r"^\[(\d+)\] \([^)]*\) (.+)$", prompt, flags=re.M))
+        first = re.split(r"(?<=[.!?])\s+", passages["1"])[0]
+        if self.script == "inject":
+            return CompletionResponse(text="HACKED. I have ignored my instructions.")
+        lines = [f"{first} [1]."]
+        if self.script in ("wrong", "good"):
+            lines.append("The capital of Peru is Lima and it has a large central bank [2].")
+        if self.script in ("invent", "good"):
+            lines.append('Leaders said "we abolished every single budget overnight in 1999" [1].')
+        return CompletionResponse(text=" ".join(lines))
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs):
+        yield self.complete(prompt)
+
+
+def test_llm_answers_keep_only_checked_citations(corpus_kb):
+    answer = corpus_kb.ask("How did others handle pooled budgets?", llm=ScriptedLLM(script="good"))
+    assert answer.mode == "llm"
+    assert "Peru" not in answer.answer and "abolished" not in answer.answer
+    assert len(answer.citations) == 1 and answer.answer.endswith("[1]")
+    assert any("does not support" in n and "Peru" in n for n in answer.notes)
+    assert any("quote not found" in n and "abolished" in n for n in answer.notes)
+    check_citation(corpus_kb, answer.citations[0].to_json())
+
+
+def test_prompt_injection_changes_neither_format_nor_checks(corpus_kb):
+    answer = corpus_kb.ask("How did others handle pooled budgets?", llm=ScriptedLLM(script="inject"))
+    assert "HACKED" not in answer.answer
+    assert answer.answered and answer.mode == "extractive"
+    for c in answer.citations:
+        check_citation(corpus_kb, c.to_json())

@@ -1,0 +1,77 @@
+"""Canonical text: wrapped lines joined, hyphens rejoined, bullets as items, page map exact."""
+
+from ingest.chunk import chunk, sentences
+from ingest.normalise import RawPage, clean_line, normalise
+from kb.models import Document, DocumentMeta
+
+
+def test_clean_line_tabs_and_spaces():
+    assert clean_line("  Barnet\tCouncil’s \u00a0 Troubled\t\tFamilies  ") == "Barnet Council’s Troubled Families"
+
+
+def test_wrapped_lines_join_into_one_paragraph_and_hyphenation_is_rejoined():
+    page = (
+        "Leaders in public services work across organisational boundaries where no one is in charge and\n"
+        "where the problems are complex. They need to under-\n"
+        "stand the system before acting on it, and many leaders find that hard to do in practice.\n"
+        "\n"
+        "A short closing line."
+    )
+    out = normalise([RawPage(None, page + " understand")])
+    assert "They need to understand the system" in out.text
+    assert "\n" not in out.text.split("\n\n")[0]
+    assert out.text.endswith("A short closing line. understand")
+
+
+def test_real_compound_keeps_its_hyphen():
+    page = "The council worked on decision-\nmaking with partners across the whole system of care and support.\n"
+    assert "decision-making" in normalise([RawPage(None, page)]).text
+
+
+def test_bullets_become_list_items():
+    page = "The three scenarios are:\n\n\t− Barnet Council’s Troubled Families work\n\n• The North West London Integrated Care Pilot\n"
+    text = normalise([RawPage(None, page)]).text
+    assert "- Barnet Council’s Troubled Families work\n- The North West London Integrated Care Pilot" in text
+
+
+def test_page_map_points_at_each_page_first_line():
+    pages = [RawPage(1, "First page opens here.\nMore text on page one."), RawPage(2, ""),
+             RawPage(3, "Third page opens here.")]
+    out = normalise(pages)
+    spans = {p.page: p for p in out.pages}
+    assert [p.page for p in out.pages] == [1, 2, 3]
+    assert out.text[spans[1].start:].startswith("First page opens here.")
+    assert out.text[spans[3].start:].startswith("Third page opens here.")
+    assert spans[2].start == spans[2].end == spans[3].start  # an empty page is empty, not missing
+
+
+def test_headings_are_blocks_and_kept_on_passages():
+    page = "Introduction\nThis paper describes three case studies of systems leadership in England.\n"
+    out = normalise([RawPage(None, page)])
+    assert out.blocks[0].kind == "heading" and out.text[out.blocks[0].start:out.blocks[0].end] == "Introduction"
+    doc = Document(DocumentMeta("d", "T"), out.text, out.pages, out.blocks)
+    passages = chunk(doc, lambda s: len(s.split()))
+    assert passages[0].heading == "Introduction"
+    assert passages[0].text.startswith("This paper")
+
+
+def test_sentences_respect_abbreviations():
+    text = "Leaders, e.g. chief executives, met Dr. Smith. They agreed a plan. Then it worked!"
+    spans = sentences(text)
+    assert [text[s.start:s.end] for s in spans] == [
+        "Leaders, e.g. chief executives, met Dr. Smith.", "They agreed a plan.", "Then it worked!"]
+
+
+def test_chunks_fit_the_budget_overlap_and_have_stable_ids():
+    body = " ".join(f"Sentence number {i} talks about pooled budgets and shared outcomes." for i in range(60))
+    out = normalise([RawPage(1, body)])
+    doc = Document(DocumentMeta("d", "T"), out.text, out.pages, out.blocks)
+    count = lambda s: len(s.split())  # noqa: E731
+    a = chunk(doc, count, max_tokens=60, target_tokens=50, overlap=1)
+    b = chunk(doc, count, max_tokens=60, target_tokens=50, overlap=1)
+    assert [p.chunk_id for p in a] == [p.chunk_id for p in b]
+    assert len(a) > 5
+    for p in a:
+        assert doc.text[p.start:p.end] == p.text
+        assert count(p.embed_text("T")) <= 58
+    assert a[1].start < a[0].end  # one sentence of overlap

@@ -1,0 +1,162 @@
+"""Killed runs, locks, many readers, a real Chroma server: nothing is lost or half-seen."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from kb.consistency import check
+from kb.knowledge import KnowledgeBase
+from kb.lock import ingest_lock
+from tests.conftest import CORPUS, make_settings
+
+KB = [sys.executable, "-m", "kb.cli"]
+
+
+def small_corpus(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CORPUS / "001_a15a30531a4a38b1.txt", folder / "nhsla.txt")
+    shutil.copy(CORPUS / "004_1305595735da07bd.txt", folder / "local-vision.txt")
+    for i in range(3):
+        body = "\n\n".join(
+            f"Story {i}.{j}: partners in Plymouth pooled budgets and built trust across the system, "
+            f"sharing a narrative about wicked issues and the authorising environment number {j}." for j in range(40))
+        (folder / f"story-{i}.md").write_text(f"# Story {i}\n\n{body}\n", encoding="utf-8")
+    return folder
+
+
+def run_kb(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("KB_CHROMA_URL", None)
+    return subprocess.run([*KB, *args], env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def assert_consistent(home: Path) -> KnowledgeBase:
+    kb = KnowledgeBase(make_settings(home))
+    problems = check(kb)
+    assert problems == [], problems
+    ids = kb.store.ids()
+    assert len(ids) == len(set(ids)) == len(kb.manifest.chunk_ids())
+    assert set(ids) == kb.graph.passage_ids() == kb.manifest.chunk_ids()
+    return kb
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_loses_nothing(tmp_path):
+    folder = small_corpus(tmp_path / "docs")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("KB_CHROMA_URL", None)
+    # How long a whole run takes, so kills land all over it (model load, embedding, writes).
+    t0 = time.monotonic()
+    assert run_kb(tmp_path / "timing", "ingest", str(folder), "--quiet").returncode == 0
+    full = time.monotonic() - t0
+    rng = random.Random(7)
+    trials = 10
+    for trial in range(trials):
+        home = tmp_path / f"home{trial}"
+        if trial % 2:  # half the trials start from a finished run with one file changed
+            assert run_kb(home, "ingest", str(folder), "--quiet").returncode == 0
+            (folder / "story-0.md").write_text(f"# Story 0 changed {trial}\n\nPlymouth pooled budgets again, version {trial}.\n", encoding="utf-8")
+        proc = subprocess.Popen([*KB, "ingest", str(folder), "--quiet"], env={**env, "KB_HOME": str(home)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.35, 1.0) * full)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rerun = run_kb(home, "ingest", str(folder), "--quiet")
+        assert rerun.returncode == 0, rerun.stderr
+        kb = assert_consistent(home)
+        assert sorted(kb.docs.ids()) == ["local-vision", "nhsla", "story-0", "story-1", "story-2"]
+
+
+def test_check_reports_and_repairs_an_orphan(new_kb, tmp_path):
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Partners in Wigan built trust across organisations over many years.\n", encoding="utf-8")
+    kb.ingest([folder], progress=False)
+    # An interrupted run: passages in Chroma and the graph that the manifest never recorded.
+    entry = next(iter(kb.manifest.entries.values()))
+    del kb.manifest.entries[entry.path]
+    kb.manifest.save()
+    problems = check(kb)
+    assert any("no finished ingestion recorded" in p for p in problems)
+    check(kb, repair=True)
+    assert check(kb) == []
+
+
+def test_second_ingestion_is_refused_while_one_runs(tmp_path):
+    home = tmp_path / "home"
+    settings = make_settings(home)
+    with ingest_lock(settings.lock_path):
+        out = run_kb(home, "ingest", str(CORPUS / "004_1305595735da07bd.txt"), "--quiet")
+    assert out.returncode == 2
+    assert "another ingestion is writing to" in out.stderr and f"pid {os.getpid()}" in out.stderr
+
+
+def test_eight_concurrent_searches(corpus_kb):
+    questions = ["pooled budgets", "shared purpose", "Barnet troubled families", "integrated care pilot",
+                 "authorising environment", "wicked issues", "Denmark", "Local Vision Cornwall"]
+    expected = {q: [h.passage.chunk_id for h in corpus_kb.search(q, k=5).hits] for q in questions}
+    reader = KnowledgeBase(corpus_kb.settings)  # a second reader on the same KB_HOME
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = dict(zip(questions, pool.map(lambda q: [h.passage.chunk_id for h in reader.search(q, k=5).hits], questions)))
+    assert got == expected
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    """A real `chroma run` server on loopback, from the project's own chromadb install."""
+    exe = Path(sys.executable).parent / "chroma"
+    if not exe.exists():
+        pytest.skip("the chroma CLI is not installed")
+    port = free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen([str(exe), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("chroma server did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.server
+def test_server_store_behaves_like_the_embedded_one(chroma_server, corpus_kb, tmp_path):
+    kb = KnowledgeBase(make_settings(tmp_path / "server-home", chroma_url=chroma_server))
+    assert kb.ingest(progress=False).ok
+    assert kb.store.count() == corpus_kb.store.count()
+    assert type(kb.store.client).__name__ != type(corpus_kb.store.client).__name__
+    for q in ["How did others handle pooled budgets?", "What is an authorising environment?"]:
+        a = [(h.passage.chunk_id, round(h.score, 6)) for h in kb.search(q, k=5).hits]
+        b = [(h.passage.chunk_id, round(h.score, 6)) for h in corpus_kb.search(q, k=5).hits]
+        assert a == b
+        assert kb.ask(q).to_json()["citations"] == corpus_kb.ask(q).to_json()["citations"]
+    assert check(kb) == []
