@@ -17,9 +17,18 @@ def _id_doc(chunk_id: str) -> str:
     return chunk_id.rsplit(":", 1)[0]
 
 
+def validate(kb: "KnowledgeBase") -> list[str]:
+    """SHACL and label problems of the vocabulary and of the ingested graph, each naming its file."""
+    from kb.validate import validate_graph, validate_vocabulary
+
+    folder = kb.settings.ontology
+    documents = {kb.graph.path(doc_id): g for doc_id, g in kb.graph.docs.items()}
+    return validate_vocabulary(folder) + validate_graph(kb.ontology.graph, documents, folder)
+
+
 def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
     """Problems in plain words; with ``repair``, fix each and say what was done."""
-    problems: list[str] = []
+    problems: list[str] = validate(kb)
     manifest = kb.manifest
     expected = manifest.chunk_ids()
     in_store = set(kb.store.ids())

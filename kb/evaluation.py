@@ -64,7 +64,9 @@ MODE_LABELS = {
 # How each of our modes calls the retriever: (mode, expand with the ontology).
 OUR_MODES = {"bm25": ("bm25", False), "dense": ("dense", False), "hybrid": ("hybrid", False),
              "hybrid+ontology": ("hybrid", True)}
-PLOT_MODES = ("llamaindex", "bm25", "dense", "hybrid+ontology")
+PLOT_MODES = ("llamaindex", "bm25", "dense", "hybrid", "hybrid+ontology")
+MODE_COLOURS = {"llamaindex": "#7f7f7f", "bm25": "#ff7f0e", "dense": "#2ca02c", "hybrid": "#1f77b4",
+                "hybrid+ontology": "#d62728"}
 DEPTH = 10  # passages retrieved per question; MRR and nDCG are @10
 TAG_K = 5   # per-tag breakdowns are recall@5
 ASK_K = 5
@@ -234,6 +236,7 @@ class AnswerResult:
     no_answer: int
     answered_rate: float
     honest_no_answer_rate: float
+    no_answer_answered_rate: float
     citations: int
     quote_exactness: float
     page_accuracy: float
@@ -298,8 +301,8 @@ class EvalReport:
                 f"Answers: quote exactness {a.quote_exactness:.3f}, page accuracy {a.page_accuracy:.3f}, "
                 f"citation precision {a.citation_precision:.3f}, citation recall {a.citation_recall:.3f}",
                 f"         gold coverage {a.gold_coverage:.3f}, answered {a.answered_rate:.3f} of answerable, "
-                f"honest no-answer {a.honest_no_answer_rate:.3f} ({a.no_answer} questions)",
-                f"Latency: kb ask p50 {a.latency_p50_ms:.0f} ms, p95 {a.latency_p95_ms:.0f} ms (in-process, after loading)",
+                f"answered {a.no_answer_answered_rate:.3f} of no-answer ({a.no_answer} questions)",
+                f"Latency: kb ask p50 {_ms(a.latency_p50_ms)} ms, p95 {_ms(a.latency_p95_ms)} ms (in-process, after loading)",
             ]
         return "\n".join(lines)
 
@@ -618,6 +621,7 @@ def _evaluate_answers(kb: "KnowledgeBase", gold: list[GoldQuestion], documents: 
         answerable=len(ok), no_answer=len(no),
         answered_rate=rate(a for _, a, _ in ok),
         honest_no_answer_rate=rate(not a for _, a, _ in no),
+        no_answer_answered_rate=rate(a for _, a, _ in no),
         citations=n_cit,
         quote_exactness=sum(s.exact_quotes for s in all_scores) / n_cit if n_cit else 0.0,
         page_accuracy=sum(s.right_pages for s in all_scores) / n_cit if n_cit else 0.0,
@@ -649,8 +653,8 @@ def plot_report(report: EvalReport, path: Path) -> None:
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
     for mode, r in report.modes.items():
         ks = list(range(1, len(r.curve) + 1))
-        style = "--" if mode == "llamaindex" else "-"
-        left.plot(ks, r.curve, style, marker="o", markersize=3.5, label=r.label,
+        style = "--" if mode in ("llamaindex", "hybrid") else "-"
+        left.plot(ks, r.curve, style, marker="o", markersize=3.5, label=r.label, color=MODE_COLOURS.get(mode),
                   linewidth=2.4 if mode == "hybrid+ontology" else 1.5)
     left.set(xlabel="k (passages returned)", ylabel="recall@k (questions with a relevant passage in the top k)",
              title=f"Recall@k by mode ({report.answerable} questions)", ylim=(0, 1.02), xticks=range(1, DEPTH + 1))
@@ -663,7 +667,8 @@ def plot_report(report: EvalReport, path: Path) -> None:
     height = 0.8 / max(1, len(shown))
     for i, mode in enumerate(shown):
         r = report.modes[mode]
-        right.barh(y + (i - (len(shown) - 1) / 2) * height, [r.per_tag.get(t, 0.0) for t in tags], height, label=r.label)
+        right.barh(y + (i - (len(shown) - 1) / 2) * height, [r.per_tag.get(t, 0.0) for t in tags], height,
+                   label=r.label, color=MODE_COLOURS.get(mode))
     right.set_yticks(y, [f"{t} ({report.tags[t]})" for t in tags])
     right.invert_yaxis()
     right.set(xlim=(0, 1.02), xlabel=f"recall@{TAG_K}", title=f"Recall@{TAG_K} by tag (questions per tag)")
@@ -674,6 +679,11 @@ def plot_report(report: EvalReport, path: Path) -> None:
 
 def _f(x: float) -> str:
     return f"{x:.3f}"
+
+
+def _ms(x: float) -> str:
+    """Milliseconds: whole numbers, with a decimal below 10 ms so that fast operations do not read 0."""
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
 
 def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
@@ -696,7 +706,7 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
     for r in report.modes.values():
         lines.append(f"| {r.label} | " + " | ".join(_f(r.recall[k]) for k in ks) + " | "
                      + " | ".join(_f(r.evidence_recall[k]) for k in ks)
-                     + f" | {_f(r.mrr)} | {_f(r.ndcg)} | {r.avg_chars:.0f} | {r.latency_p50_ms:.0f} | {r.latency_p95_ms:.0f} |")
+                     + f" | {_f(r.mrr)} | {_f(r.ndcg)} | {r.avg_chars:.0f} | {_ms(r.latency_p50_ms)} | {_ms(r.latency_p95_ms)} |")
     if plot:
         lines += ["", f"![Recall@k by mode and recall@{TAG_K} by tag]({plot})"]
     depth = max((len(r.curve) for r in report.modes.values()), default=DEPTH)
@@ -719,19 +729,23 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
             "", f"## Answers (`kb ask`, k = {s.get('ask_k', ASK_K)}, {s.get('llm', 'extractive')})", "",
             "| metric | value | over |", "|---|---:|---|",
             f"| quote exactness (`quote == text[start:end]`) | {_f(a.quote_exactness)} | {a.citations} citations |",
-            f"| page accuracy (`page == page_at(start)`) | {_f(a.page_accuracy)} | {a.citations} citations |",
+            f"| page accuracy (`page` is the page map's page holding `start`) | {_f(a.page_accuracy)} | {a.citations} citations |",
             f"| citation precision (cited passage supports the sentence) | {_f(a.citation_precision)} | (sentence, citation) pairs |",
             f"| citation recall (sentences with a supporting citation) | {_f(a.citation_recall)} | {a.claims} answer sentences |",
             f"| gold-evidence coverage (a citation overlaps gold evidence) | {_f(a.gold_coverage)} | {a.answerable} answerable questions |",
             f"| answered rate | {_f(a.answered_rate)} | {a.answerable} answerable questions |",
-            f"| honest no-answer rate | {_f(a.honest_no_answer_rate)} | {a.no_answer} no-answer questions |",
+            f"| answered rate on no-answer questions (lower is better) | {_f(a.no_answer_answered_rate)} | {a.no_answer} no-answer questions |",
             "",
             "## Latency (in-process, after loading)", "",
             "| operation | p50 ms | p95 ms | calls |", "|---|---:|---:|---:|",
-            f"| `kb ask` | {a.latency_p50_ms:.0f} | {a.latency_p95_ms:.0f} | {a.answerable + a.no_answer} |",
+            f"| `kb ask` | {_ms(a.latency_p50_ms)} | {_ms(a.latency_p95_ms)} | {a.answerable + a.no_answer} |",
         ]
         for r in report.modes.values():
-            lines.append(f"| search: {r.label} | {r.latency_p50_ms:.0f} | {r.latency_p95_ms:.0f} | {r.questions} |")
+            lines.append(f"| search: {r.label} | {_ms(r.latency_p50_ms)} | {_ms(r.latency_p95_ms)} | {r.questions} |")
+        wrong = [d for d in report.details if not d.get("evidence") and d.get("answered")]
+        if wrong:
+            lines += ["", "No-answer questions that were answered anyway:", ""]
+            lines += [f"- {d['id']}: {d['question']}" for d in wrong]
 
     misses = report.misses()
     if misses:
@@ -757,7 +771,9 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
         f"in the cited passage, or its embedding cosine with the cited quote is at least {SUPPORT_COSINE}. "
         "Citation recall: share of answer sentences with at least one such citation.",
         "- Answer metrics count answered questions' citations; the answered rate counts answerable questions, "
-        "the honest no-answer rate the questions with no gold evidence.",
+        "the answered rate on no-answer questions counts the questions with no gold evidence (the system should decline them). "
+        "An extractive answer quotes sentences of the passages it cites, so its citation precision and recall are 1.0 unless "
+        "something is broken; they discriminate when an LLM writes the answer (`KB_LLM`).",
         "- The llama-index baseline: each document's canonical text as a llama-index `Document`, cut by the default "
         "`SentenceSplitter`, embedded with the same model in an in-memory `VectorStoreIndex`; its nodes' "
         "`start_char_idx`/`end_char_idx` are judged the same way. The model reads at most 256 word pieces, so long "

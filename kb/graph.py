@@ -30,6 +30,20 @@ PREFIXES = {
 }
 
 
+# Queries the library runs itself; user text only ever reaches them as bound variables.
+PASSAGES_FOR = """
+SELECT DISTINCT ?id WHERE {
+  ?concept skos:broader* ?target .
+  ?passage slo:mentionsConcept|slo:aboutPlace|slo:evidencesDimension ?concept ;
+           dcterms:identifier ?id .
+}"""
+LOOKUP = """
+SELECT DISTINCT ?concept WHERE {
+  ?concept skos:prefLabel|skos:altLabel ?name .
+  FILTER(LCASE(STR(?name)) = LCASE(STR(?label)))
+}"""
+
+
 class QueryRefused(ValueError):
     """A SPARQL request that is not a SELECT or ASK query, or does not parse."""
 
@@ -150,6 +164,15 @@ class KnowledgeGraph:
         names = [str(v) for v in result.vars]
         rows = [{n: (None if row[i] is None else str(row[i])) for i, n in enumerate(names)} for row in result]
         return {"vars": names, "rows": rows}
+
+    def passages_for(self, concept_uri: str) -> list[str]:
+        """Ids of passages linked to a concept, place or dimension or to anything narrower."""
+        rows = self.query(PASSAGES_FOR, {"target": URIRef(concept_uri)})["rows"]
+        return sorted(r["id"] for r in rows)
+
+    def lookup(self, label: str) -> list[str]:
+        """URIs of the concepts whose preferred or alternative label is ``label`` (any case)."""
+        return sorted(r["concept"] for r in self.query(LOOKUP, {"label": Literal(label)})["rows"])
 
     def export(self, fmt: str) -> str:
         formats = {"ttl": "turtle", "turtle": "turtle", "jsonld": "json-ld", "json-ld": "json-ld", "nt": "nt"}

@@ -15,6 +15,7 @@ from kb.config import Settings
 from kb.docstore import DocStore
 from kb.manifest import Manifest
 from kb.models import Document, Passage
+from kb.ontology import OntologyError
 
 
 class KnowledgeBase:
@@ -71,7 +72,12 @@ class KnowledgeBase:
                on_progress=None):
         from ingest.pipeline import ingest
         from kb.lock import ingest_lock
+        from kb.validate import validate_vocabulary
 
+        # Links are only as good as the vocabulary: refuse to write with a broken one.
+        problems = validate_vocabulary(self.settings.ontology)
+        if problems:
+            raise OntologyError("the vocabulary does not validate:\n  " + "\n  ".join(problems))
         with ingest_lock(self.settings.lock_path):
             self._manifest = Manifest(self.settings.manifest_path)
             return ingest(self, paths or [self.settings.corpus], prune=prune, progress=progress,

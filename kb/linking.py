@@ -14,7 +14,10 @@ import numpy as np
 
 from kb.ontology import Concept, Ontology
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+_TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?|[0-9]+")  # "Budgets4": a word, then its footnote
+# Web and mail addresses name no places or concepts ("gov.uk" is not the UK).
+_ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\b[\w.-]+\.(?:co\.uk|org\.uk|gov\.uk|ac\.uk|nhs\.uk|com|org|net)\b\S*",
+                      re.IGNORECASE)
 
 # Similarity above which a passage evidences a dimension (calibrated on evals/linking.jsonl),
 # and the margin within which a second dimension is also linked.
@@ -65,7 +68,7 @@ class LabelMatcher:
                 node.setdefault("$", c.id)
 
     def find(self, text: str) -> list[Match]:
-        toks = tokens(text)
+        toks = tokens(_ADDRESS.sub(lambda m: " " * len(m.group(0)), text))
         out: list[Match] = []
         i = 0
         while i < len(toks):

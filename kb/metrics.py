@@ -206,7 +206,32 @@ def supports(claim: str, passage: str, cosine: float | None, threshold: float = 
 
 def quote_is_exact(quote: str, text: str, start: int, end: int) -> bool:
     """Whether ``quote`` is exactly ``text[start:end]`` with a valid, non-empty range."""
-    return 0 <= start < end <= len(text) and text[start:end] == quote
+    return (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
+            and text[start:end] == quote)
+
+
+def page_of(pages: Sequence, offset: int) -> int | None:
+    """The page whose ``[start, end)`` holds ``offset``, from a page map of objects with ``page, start, end``.
+
+    Worked out here, not by the document's own ``page_at``, so that the check is independent of
+    the code under test. None for an unpaged document (an empty page map); an offset past the last
+    page's end, or in a gap between pages, belongs to the last page that starts at or before it.
+    """
+    found = None
+    for span in sorted(pages, key=lambda s: s.start):
+        if span.start <= offset < span.end:
+            return span.page
+        if span.start <= offset:
+            found = span.page
+    return found
+
+
+def expected_page(document, offset: int) -> int | None:
+    """The page a citation starting at ``offset`` should name: from the page map when there is one."""
+    pages = getattr(document, "pages", None)
+    if pages is not None:
+        return page_of(pages, offset)
+    return document.page_at(offset)
 
 
 @dataclass
@@ -234,7 +259,7 @@ def score_answer(
     """Check an answer: exact quotes, right pages, claims supported by the passages they cite, gold covered.
 
     ``citations`` carry ``n, chunk_id, doc_id, page, quote, start, end``; ``documents`` maps doc ids
-    to objects with ``.text`` and ``.page_at(offset)``; ``cosine(claim, quote)`` is consulted only
+    to objects with ``.text`` and a page map ``.pages`` (or ``.page_at(offset)``); ``cosine(claim, quote)`` is consulted only
     when a claim is not found verbatim in its cited passage.
     """
     score = AnswerScore(citations=len(citations))
@@ -243,7 +268,7 @@ def score_answer(
         doc = documents.get(c.doc_id)
         if doc is not None and quote_is_exact(c.quote, doc.text, c.start, c.end):
             score.exact_quotes += 1
-        if doc is not None and c.page == doc.page_at(c.start):
+        if doc is not None and c.page == expected_page(doc, c.start):
             score.right_pages += 1
         if any(covers(Span(c.doc_id, c.start, c.end), g) for g in gold):
             score.covers_gold = True

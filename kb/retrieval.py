@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,14 @@ class FilterError(ValueError):
     """A filter naming something the knowledge base does not know."""
 
 
+_GLUED_NUMBER = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
+
+
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
     import bm25s
     import Stemmer
 
+    texts = [_GLUED_NUMBER.sub(" ", t) for t in texts]  # "Budgets4" (a footnote mark) is "Budgets 4"
     return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
                           return_ids=False, show_progress=False)
 

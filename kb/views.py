@@ -1,0 +1,396 @@
+"""Pure helpers for the Streamlit front end (``app.py``): no Streamlit in here, so they are testable.
+
+They turn what :class:`kb.knowledge.KnowledgeBase` returns into what a page shows: escaped
+Markdown, a passage split around its quote, references, the Markdown download of an answer,
+evidence-map tables, scheme trees and place points; and they save uploads safely under
+``KB_HOME/uploads`` before they are ingested like any other file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kb.answer import Answer, Citation
+    from kb.knowledge import KnowledgeBase
+    from kb.models import Document, Passage
+    from kb.ontology import Ontology
+
+UPLOAD_TYPES = ("pdf", "txt", "md", "markdown", "html", "htm")
+MAX_NAME_CHARS = 100
+AXES = {"dimension": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
+AXIS_LABELS = {"dimension": "Dimension", "place": "Place", "concept": "Concept", "document": "Document"}
+
+
+# -- text that is safe to show ------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&=^\"'@%])")
+
+
+def md_escape(text: str) -> str:
+    """Text from the corpus as inert Markdown: every Markdown, HTML, LaTeX ($) and Streamlit
+    directive (``:red[...]``, ``:material/...:``) character is backslash-escaped and whitespace
+    runs collapse to one space, so ``<script>`` shows as the literal text ``<script>``."""
+    flat = " ".join((text or "").split())
+    return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def split_quote(text: str, passage_start: int, passage_end: int, quote_start: int, quote_end: int) -> tuple[str, str, str]:
+    """(before, quote, after) of a passage around a quote, all by offsets into ``text`` (the
+    document's canonical text). The window widens to hold the quote if it runs past the passage."""
+    lo = max(0, min(passage_start, quote_start))
+    hi = min(len(text), max(passage_end, quote_end))
+    qs = max(lo, min(quote_start, hi))
+    qe = max(qs, min(quote_end, hi))
+    return text[lo:qs], text[qs:qe], text[qe:hi]
+
+
+def emphasised_markdown(before: str, quote: str, after: str, limit: int = 700) -> str:
+    """Escaped Markdown of a passage with its quote in bold; long context is trimmed with an ellipsis."""
+    before = " ".join(before.split())
+    after = " ".join(after.split())
+    quote = " ".join(quote.split())
+    if len(before) > limit:
+        before = "…" + before[-limit:].split(" ", 1)[-1]
+    if len(after) > limit:
+        after = after[:limit].rsplit(" ", 1)[0] + "…"
+    parts = []
+    if before:
+        parts.append(md_escape(before))
+    if quote:
+        parts.append(f"**{md_escape(quote)}**")
+    if after:
+        parts.append(md_escape(after))
+    # Spaces around the bold run keep it a valid CommonMark emphasis even mid-word.
+    return " ".join(parts)
+
+
+# -- references -----------------------------------------------------------------------------------
+def authors_text(authors: Iterable[str]) -> str:
+    names = [a for a in authors if a]
+    if not names:
+        return ""
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def reference(authors: Iterable[str], year: int | None, title: str, page: int | None = None,
+              publisher: str = "") -> str:
+    """``Author (Year) Title, p. N`` — authors, else the publisher, else ``n.a.``."""
+    who = authors_text(authors) or publisher or "n.a."
+    where = f", p. {page}" if page is not None else ""
+    return f"{who} ({year or 'n.d.'}) {title}{where}"
+
+
+def citation_reference(c: "Citation", publisher: str = "") -> str:
+    return reference(c.authors, c.year, c.title, c.page, publisher)
+
+
+def answer_markdown(answer: "Answer", publishers: dict[str, str] | None = None,
+                    filters: dict | None = None) -> str:
+    """The answer with its ``[n]`` markers and a numbered reference list with the quotes, as Markdown."""
+    publishers = publishers or {}
+    lines = [f"# {answer.question or 'Question'}", ""]
+    active = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
+    if active:
+        lines += ["Filters: " + ", ".join(f"{k} = {v}" for k, v in active.items()), ""]
+    lines += [answer.answer, ""]
+    if answer.citations:
+        lines += ["## References", ""]
+        for c in answer.citations:
+            lines.append(f"[{c.n}] {citation_reference(c, publishers.get(c.doc_id, ''))}. "
+                         f"Document `{c.doc_id}`, characters {c.start}–{c.end}.")
+            lines.append("")
+            lines.append("> " + " ".join(c.quote.split()))
+            lines.append("")
+    elif answer.passages:
+        lines += ["## Nearest passages", ""]
+        for h in answer.passages:
+            page = f", p. {h.passage.page}" if h.passage.page is not None else ""
+            lines.append(f"- {h.title}{page}: " + " ".join(h.passage.text.split())[:300] + "…")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def page_text(doc: "Document", page: int | None, around: tuple[int, int] | None = None, window: int = 1500) -> str:
+    """The text of one page of a document; for unpaged documents, the text around a passage."""
+    if page is not None:
+        for span in doc.pages:
+            if span.page == page:
+                return doc.text[span.start:span.end]
+    if around is not None:
+        lo = max(0, around[0] - window)
+        hi = min(len(doc.text), around[1] + window)
+        return ("…" if lo else "") + doc.text[lo:hi] + ("…" if hi < len(doc.text) else "")
+    return doc.text[:2 * window]
+
+
+# -- uploads --------------------------------------------------------------------------------------
+class UploadError(ValueError):
+    """An upload refused before ingestion (type, size, empty), with the reason."""
+
+
+def safe_filename(name: str, max_chars: int = MAX_NAME_CHARS) -> str:
+    """A file name that cannot leave its folder: no path parts, no ``..``, no control characters;
+    letters in any script are kept; the extension survives when the name is shortened."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"[^\w\s.()\-]", "_", name)       # \w keeps non-ASCII letters and digits
+    name = re.sub(r"\.{2,}", ".", name)
+    name = re.sub(r"\s+", " ", name).strip(" .")
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    ext = ext[:10]
+    stem = stem.strip(" .") or "upload"
+    room = max(1, max_chars - (len(ext) + 1 if ext else 0))
+    stem = stem[:room].rstrip(" .") or "upload"
+    return f"{stem}.{ext}" if ext else stem
+
+
+def save_upload(name: str, data: bytes, uploads_dir: Path, max_mb: int | float,
+                types: Iterable[str] = UPLOAD_TYPES) -> Path:
+    """Write an upload under ``uploads_dir`` with a sanitised name and return its path.
+
+    The same content uploaded again reuses its file; a different file with a taken name gets a
+    numbered name. Raises UploadError for a wrong type or an over-size file."""
+    clean = safe_filename(name)
+    suffix = Path(clean).suffix.lower().lstrip(".")
+    if suffix not in set(types):
+        raise UploadError(f"{clean}: unsupported file type '.{suffix or '(none)'}': use PDF, text, Markdown or HTML")
+    if len(data) > max_mb * 1024 * 1024:
+        raise UploadError(f"{clean}: {len(data) / 1048576:.1f} MB is over the {max_mb} MB upload limit")
+    root = Path(uploads_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    stem, ext = Path(clean).stem, Path(clean).suffix
+    target = root / clean
+    n = 1
+    while target.exists():
+        if target.read_bytes() == data:
+            return target
+        target = root / f"{stem}-{n}{ext}"
+        n += 1
+    if target.resolve().parent != root:  # belt and braces: never outside the uploads folder
+        raise UploadError(f"{name!r}: not a usable file name")
+    from kb.files import write_atomic
+
+    write_atomic(target, data)
+    return target
+
+
+@dataclass
+class UploadOutcome:
+    """What happened to one upload: the CLI's report lines, and whether it is searchable now."""
+
+    name: str
+    path: str = ""
+    ok: bool = False
+    doc_id: str = ""
+    passages: int = 0
+    lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def report_lines(report) -> tuple[list[str], list[str]]:
+    """The lines ``kb ingest`` prints for a report: (information, errors), in the CLI's words."""
+    info, errors = [], []
+    for r in report.having("ingested"):
+        info.append(f"ingested  {r.path}  → {r.doc_id} ({r.passages} passages)")
+    unchanged = report.having("unchanged")
+    if unchanged:
+        info.append(f"unchanged {len(unchanged)} file(s)")
+    for r in report.having("duplicate"):
+        info.append(f"skipped   {r.path}: {r.reason}")
+    for w in report.warnings:
+        info.append(f"warning   {w}")
+    for r in report.failed:
+        errors.append(f"FAILED    {r.path}: {r.reason}")
+    if report.failed:
+        errors.append(f"kb: {len(report.failed)} file(s) could not be ingested; the rest were.")
+    return info, errors
+
+
+def ingest_upload(kb: "KnowledgeBase", name: str, data: bytes,
+                  on_progress: Callable[[str, int, int], None] | None = None) -> UploadOutcome:
+    """Save an upload under ``KB_HOME/uploads`` and ingest it; a file that fails is removed again."""
+    from kb.lock import LockedError
+
+    out = UploadOutcome(name=name)
+    try:
+        path = save_upload(name, data, kb.settings.uploads_dir, kb.settings.max_upload_mb)
+    except (UploadError, OSError) as exc:
+        out.errors.append(f"FAILED    {name}: {exc}")
+        return out
+    out.path = str(path)
+    try:
+        report = kb.ingest([path], progress=False, on_progress=on_progress)
+    except LockedError as exc:
+        out.errors.append(f"kb: {exc}")
+        return out
+    out.lines, out.errors = report_lines(report)
+    done = report.having("ingested") + report.having("unchanged") + report.having("duplicate")
+    if done and not report.failed:
+        out.ok = True
+        out.doc_id = done[0].doc_id
+        out.passages = done[0].passages
+    if report.failed and not kb.manifest.entries.get(str(path)):
+        path.unlink(missing_ok=True)
+    return out
+
+
+# -- the ontology as trees, tags and points -------------------------------------------------------
+def scheme_tree(ontology: "Ontology", scheme: str, counts: dict[str, int] | None = None) -> list[dict]:
+    """Depth-first rows of a scheme: depth, id, label, direct passages and passages with narrower."""
+    counts = counts or {}
+    rows: list[dict] = []
+
+    def total(cid: str) -> int:
+        return sum(counts.get(c, 0) for c in ontology.narrower_closure(cid))
+
+    def walk(cid: str, depth: int, path: tuple[str, ...]) -> None:
+        c = ontology.concepts[cid]
+        rows.append({"depth": depth, "id": cid, "label": c.label, "tree": "\u2003" * depth + ("└ " if depth else "") + c.label,
+                     "passages": counts.get(cid, 0), "with narrower": total(cid)})
+        children = sorted((n for n in c.narrower if n in ontology.concepts and ontology.concepts[n].scheme == scheme),
+                          key=lambda n: ontology.concepts[n].label.lower())
+        for child in children:
+            if child not in path:
+                walk(child, depth + 1, path + (child,))
+
+    for root in ontology.roots(scheme):
+        walk(root.id, 0, (root.id,))
+    return rows
+
+
+def tags(passage: "Passage", labels: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(kind, id, label) for a passage's places, concepts and dimensions."""
+    out = []
+    for kind, ids in (("place", passage.places), ("concept", passage.concepts), ("dimension", passage.dimensions)):
+        out += [(kind, i, labels.get(i, i)) for i in ids]
+    return out
+
+
+def passages_linked(passages: Iterable["Passage"], wanted: set[str]) -> list["Passage"]:
+    """Passages linked to any of ``wanted`` (concept, place or dimension ids)."""
+    return [p for p in passages if wanted.intersection(p.concepts + p.places + p.dimensions)]
+
+
+def concept_summary(kb: "KnowledgeBase", concept_id: str, narrower: bool = True) -> dict:
+    """A concept page: the concept, its passages (with narrower entries), and where they come from."""
+    onto = kb.ontology
+    c = onto.concepts[concept_id]
+    wanted = onto.narrower_closure(concept_id) if narrower else {concept_id}
+    found = passages_linked(kb.retriever.passages, wanted)
+    titles = {d["doc_id"]: d["title"] for d in kb.documents()}
+    docs = Counter(p.doc_id for p in found)
+    places = Counter(pl for p in found for pl in p.places)
+    return {
+        "concept": c,
+        "passages": found,
+        "documents": [{"doc_id": d, "title": titles.get(d, d), "passages": n} for d, n in docs.most_common()],
+        "places": [{"id": pl, "place": onto.label(pl), "passages": n} for pl, n in places.most_common()],
+    }
+
+
+def place_points(ontology: "Ontology", counts: dict[str, int]) -> list[dict]:
+    """Places with coordinates, each with its passage count (itself and narrower places) and a
+    marker radius in metres that grows with the evidence."""
+    rows = []
+    for c in ontology.in_scheme("places"):
+        if c.lat is None or c.lon is None:
+            continue
+        n = sum(counts.get(x, 0) for x in ontology.narrower_closure(c.id))
+        rows.append({"id": c.id, "place": c.label, "lat": c.lat, "lon": c.lon, "passages": n,
+                     "size": 4000 + 2500 * n ** 0.5})
+    return rows
+
+
+def initiatives_for(ontology: "Ontology", place_id: str) -> list:
+    """Initiatives recorded for a place or any place within it."""
+    within = ontology.narrower_closure(place_id)
+    return sorted((i for i in ontology.initiatives.values() if within.intersection(i.places)),
+                  key=lambda i: i.label.lower())
+
+
+# -- the evidence map ------------------------------------------------------------------------------
+def axis_keys(passage: "Passage", axis: str) -> list[str]:
+    if axis == "document":
+        return [passage.doc_id]
+    return list(getattr(passage, AXES[axis]))
+
+
+def axis_entries(axis: str, ontology: "Ontology", documents: list[dict]) -> list[tuple[str, str]]:
+    """(key, label) of every entry an axis can show, in display order."""
+    if axis == "document":
+        return [(d["doc_id"], d["title"]) for d in documents]
+    scheme = AXES[axis]
+    if axis == "dimension":
+        entries = [c for c in ontology.roots("dimensions")]
+    else:
+        entries = ontology.in_scheme(scheme)
+    return [(c.id, c.label) for c in entries]
+
+
+def evidence_counts(passages: Iterable["Passage"], rows: str, cols: str) -> Counter:
+    """Passages per (row key, column key): a passage counts once in every cell it belongs to."""
+    cells: Counter = Counter()
+    for p in passages:
+        for r in set(axis_keys(p, rows)):
+            for c in set(axis_keys(p, cols)):
+                cells[(r, c)] += 1
+    return cells
+
+
+def evidence_table(passages: list["Passage"], rows: str, cols: str, ontology: "Ontology",
+                   documents: list[dict], include_empty: bool | None = None) -> "pd.DataFrame":
+    """An evidence-and-gap map: rows × columns of passage counts, ``None`` where there is none.
+
+    Entries with no evidence at all are kept for dimensions, places and documents (they are the
+    gaps the map exists to show) and dropped for concepts (there are hundreds) unless asked."""
+    import pandas as pd
+
+    if rows not in AXES or cols not in AXES:
+        raise ValueError(f"axes are {', '.join(AXES)}")
+    cells = evidence_counts(passages, rows, cols)
+    used_r = {r for r, _ in cells}
+    used_c = {c for _, c in cells}
+
+    def pick(axis: str, used: set[str]) -> list[tuple[str, str]]:
+        keep = include_empty if include_empty is not None else axis != "concept"
+        entries = axis_entries(axis, ontology, documents)
+        return [(k, lab) for k, lab in entries if keep or k in used]
+
+    r_entries, c_entries = pick(rows, used_r), pick(cols, used_c)
+    data = [[cells.get((rk, ck)) or None for ck, _ in c_entries] for rk, _ in r_entries]
+    frame = pd.DataFrame(data, index=_unique([lab for _, lab in r_entries]),
+                         columns=_unique([lab for _, lab in c_entries]), dtype="Int64")
+    frame.attrs["row_keys"] = [k for k, _ in r_entries]
+    frame.attrs["col_keys"] = [k for k, _ in c_entries]
+    return frame
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: Counter = Counter()
+    out = []
+    for lab in labels:
+        seen[lab] += 1
+        out.append(lab if seen[lab] == 1 else f"{lab} ({seen[lab]})")
+    return out
+
+
+def cell_passages(passages: Iterable["Passage"], rows: str, row_key: str, cols: str, col_key: str) -> list["Passage"]:
+    """The passages behind one cell of the evidence map."""
+    return [p for p in passages if row_key in axis_keys(p, rows) and col_key in axis_keys(p, cols)]
+
+
+def content_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
