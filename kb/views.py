@@ -31,7 +31,7 @@ AXIS_LABELS = {"dimension": "Dimension", "place": "Place", "concept": "Concept",
 
 
 # -- text that is safe to show ------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&=^\"'@%])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
 
 
 def md_escape(text: str) -> str:

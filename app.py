@@ -1,0 +1,582 @@
+"""The Streamlit front end: ask with cited passages, browse the ontology, the evidence map,
+places, the library and evaluation. Start it with ``kb app`` (or ``streamlit run app.py``).
+
+Thin on purpose: the work is done by :class:`kb.knowledge.KnowledgeBase` (the same calls as
+the CLI) and the pure helpers in :mod:`kb.views`. Corpus text is only ever shown through
+escaped Markdown or ``st.text``/``st.code``; no raw HTML is rendered anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from kb import views
+from kb.config import PROJECT_ROOT, Settings
+from kb.knowledge import KnowledgeBase
+from kb.retrieval import FilterError, Filters
+
+st.set_page_config(page_title="Systems leadership evidence", page_icon="🧭", layout="wide")
+
+EXAMPLES = [
+    "How did others handle pooled budgets?",
+    "What helped partners agree a shared purpose?",
+    "How do systems leaders build trust across organisations?",
+    "What is an authorising environment?",
+]
+SCHEMES = {"Concepts": "concepts", "Dimensions": "dimensions", "Places": "places"}
+SCHEME_NAMES = {v: k for k, v in SCHEMES.items()}
+FILTER_KEYS = ("f_place", "f_dimension", "f_concept", "f_doc", "f_year")
+esc = views.md_escape
+
+
+# -- the knowledge base, once per process --------------------------------------------------------
+def _env_key() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KB_")))
+
+
+@st.cache_resource(show_spinner=False)
+def open_kb(env_key: tuple) -> KnowledgeBase:
+    return KnowledgeBase(Settings.from_env(dict(env_key)))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(env_key: tuple) -> float:
+    """Load the model, the passage snapshot, BM25 and the linker, and answer once, so that the
+    first real question is answered quickly. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    kb = open_kb(env_key)
+    kb.ask("How do leaders work across organisations?")
+    return time.perf_counter() - t0
+
+
+def ensure_ingested(kb: KnowledgeBase) -> None:
+    """An empty knowledge base ingests the shipped corpus first, with a progress widget."""
+    if not kb.is_empty():
+        return
+    from kb.lock import LockedError
+
+    with st.status("The knowledge base is empty: ingesting the shipped corpus…", expanded=True) as status:
+        bar = st.progress(0.0, text="Starting")
+
+        def step(name: str, n: int, total: int) -> None:
+            bar.progress(n / max(total, 1), text=f"{name} ({min(n + 1, total)} of {total})" if name else "Building the search index")
+
+        try:
+            report = kb.ingest(progress=False, on_progress=step)
+        except LockedError as exc:
+            status.update(label="Another ingestion is running", state="error")
+            st.error(esc(str(exc)) + ". Reload the page in a minute.")
+            st.stop()
+        info, errors = views.report_lines(report)
+        bar.progress(1.0, text="Done")
+        st.code("\n".join(info + errors) or "nothing to do", language=None)
+        status.update(label=f"Ingested {len(report.having('ingested'))} documents", state="error" if errors else "complete",
+                      expanded=bool(errors))
+
+
+def get_kb() -> KnowledgeBase:
+    return open_kb(_env_key())
+
+
+# -- navigation helpers (callbacks run before the next script run) --------------------------------
+def go(page: str, **state) -> None:
+    st.session_state.update(state)
+    st.session_state["goto"] = page
+
+
+def open_concept(cid: str) -> None:
+    kb = get_kb()
+    c = kb.ontology.concepts.get(cid)
+    if c is None:
+        return
+    go("browse", browse_scheme=SCHEME_NAMES[c.scheme], browse_concept=cid)
+
+
+def set_filter(kind: str, label: str) -> None:
+    st.session_state[f"f_{kind}"] = label
+
+
+def clear_filters() -> None:
+    for key in FILTER_KEYS:
+        st.session_state[key] = None
+
+
+def set_question(q: str) -> None:
+    st.session_state["question"] = q
+
+
+def show_passage(kb: KnowledgeBase, p, labels: dict[str, str], key: str, limit: int = 600) -> None:
+    """A passage as escaped text with its source and tags (used outside the answer)."""
+    title = kb.retriever.title(p.doc_id)
+    page = f", p. {p.page}" if p.page is not None else ""
+    st.markdown(f"**{esc(title)}{esc(page)}**")
+    text = " ".join(p.text.split())
+    st.markdown(esc(text[:limit] + ("…" if len(text) > limit else "")))
+    names = [lab for _, _, lab in views.tags(p, labels)]
+    if names:
+        st.caption(esc(" · ".join(names)))
+
+
+# -- Ask ---------------------------------------------------------------------------------------------
+def current_filters() -> Filters:
+    s = st.session_state
+    return Filters(place=s.get("f_place"), dimension=s.get("f_dimension"), concept=s.get("f_concept"),
+                   doc=s.get("f_doc"), year=s.get("f_year"))
+
+
+def cached_answer(kb: KnowledgeBase, question: str, filters: Filters):
+    key = (question, tuple(sorted(filters.__dict__.items())), len(kb.retriever.passages))
+    held = st.session_state.get("_answer")
+    if held and held[0] == key:
+        return held[1], held[2]
+    t0 = time.perf_counter()
+    ans = kb.ask(question, k=kb.settings.k, mode=kb.settings.mode, filters=filters)
+    seconds = time.perf_counter() - t0
+    st.session_state["_answer"] = (key, ans, seconds)
+    return ans, seconds
+
+
+def page_ask() -> None:
+    kb = get_kb()
+    st.title("Ask the evidence")
+    st.caption("A short answer in which every sentence is quoted from a document, with its page.")
+    onto = kb.ontology
+    counts = kb.link_counts()
+    docs = kb.documents()
+
+    st.write("Try an example:")
+    cols = st.columns(len(EXAMPLES))
+    for i, (col, ex) in enumerate(zip(cols, EXAMPLES)):
+        col.button(ex, key=f"example-{i}", on_click=set_question, args=(ex,), width="stretch")
+    question = st.text_input("Your question", key="question", placeholder="e.g. How did others handle pooled budgets?")
+
+    with st.expander("Filters", expanded=any(st.session_state.get(k) for k in FILTER_KEYS)):
+        c1, c2, c3, c4, c5 = st.columns(5)
+        c1.selectbox("Place", [c.label for c in onto.in_scheme("places")], index=None, key="f_place", placeholder="Any place")
+        c2.selectbox("Dimension", [c.label for c in onto.roots("dimensions")], index=None, key="f_dimension", placeholder="Any dimension")
+        concepts = [c.label for c in onto.in_scheme("concepts") if counts.get(c.id)]
+        if st.session_state.get("f_concept") and st.session_state["f_concept"] not in concepts:
+            concepts.append(st.session_state["f_concept"])
+        c3.selectbox("Concept", concepts, index=None, key="f_concept", placeholder="Any concept")
+        titles = {d["doc_id"]: d["title"] for d in docs}
+        c4.selectbox("Document", list(titles), index=None, key="f_doc", format_func=lambda d: titles.get(d, d), placeholder="Any document")
+        years = sorted({d["year"] for d in docs if d["year"]})
+        c5.selectbox("Year", years, index=None, key="f_year", placeholder="Any year")
+        st.button("Clear filters", on_click=clear_filters)
+
+    if not question.strip():
+        st.info("Ask a question, or pick an example above. Answers quote the documents and give the page of every quote.")
+        return
+    filters = current_filters()
+    try:
+        with st.spinner("Finding the evidence…"):
+            ans, seconds = cached_answer(kb, question, filters)
+    except FilterError as exc:
+        st.error(esc(str(exc)))
+        return
+
+    labels = kb.labels()
+    meta = {d["doc_id"]: d for d in docs}
+    st.subheader("Answer")
+    if ans.answered:
+        st.markdown(esc(ans.answer))
+    else:
+        st.warning(esc(ans.answer))
+    active = {k: v for k, v in filters.__dict__.items() if v not in (None, "")}
+    st.caption(f"{seconds:.2f} s" + (" · filtered by " + esc(", ".join(f"{k} {v}" for k, v in active.items())) if active else ""))
+    for note in ans.notes:
+        st.caption(esc(note))
+
+    by_id = {p.chunk_id: p for p in kb.retriever.passages}
+    if ans.citations:
+        st.subheader("Sources")
+    for c in ans.citations:
+        doc = kb.document(c.doc_id)
+        p = by_id.get(c.chunk_id)
+        publisher = meta.get(c.doc_id, {}).get("publisher", "")
+        with st.container(border=True):
+            st.markdown(f"**\\[{c.n}\\] {esc(c.title)}**")
+            who = views.authors_text(c.authors) or publisher or "author not given"
+            page = f"p. {c.page}" if c.page is not None else "no page numbers"
+            st.caption(esc(f"{who} · {c.year or 'n.d.'} · {page}"))
+            if doc is not None and p is not None:
+                before, quote, after = views.split_quote(doc.text, p.start, p.end, c.start, c.end)
+            else:
+                before, quote, after = "", c.quote, ""
+            st.markdown(views.emphasised_markdown(before, quote, after))
+            if p is not None:
+                tag_row(p, labels, f"c{c.n}")
+            left, right = st.columns([3, 2])
+            with left.expander(f"Open the document at {page}" if c.page is not None else "Open the document here"):
+                if doc is not None:
+                    st.caption(esc(f"{c.title} — {page}"))
+                    st.text(views.page_text(doc, c.page, around=(c.start, c.end)))
+            with right:
+                st.caption("Copy reference")
+                st.code(views.citation_reference(c, publisher), language=None, wrap_lines=True)
+    if ans.citations or ans.passages:
+        md = views.answer_markdown(ans, {d: m.get("publisher", "") for d, m in meta.items()}, active)
+        st.download_button("Download answer with references", md, file_name="answer.md", mime="text/markdown")
+    cited = {c.chunk_id for c in ans.citations}
+    others = [h for h in ans.passages if h.passage.chunk_id not in cited]
+    if others:
+        with st.expander(f"Other passages found ({len(others)})", expanded=not ans.answered):
+            for h in others:
+                show_passage(kb, h.passage, labels, f"o{h.rank}")
+                tag_row(h.passage, labels, f"o{h.rank}")
+
+
+def tag_row(p, labels: dict[str, str], prefix: str) -> None:
+    """The passage's places, concepts and dimensions as tags: filter by one, or open it in Browse."""
+    items = views.tags(p, labels)[:10]
+    if not items:
+        return
+    cols = st.columns(min(len(items), 5))
+    icons = {"place": "📍", "concept": "💡", "dimension": "🧭"}
+    for i, (kind, cid, label) in enumerate(items):
+        with cols[i % len(cols)].popover(f"{icons[kind]} {label}", width="stretch"):
+            st.button(f"Filter answers by this {kind}", key=f"tag-{prefix}-{kind}-{cid}-f",
+                      on_click=set_filter, args=(kind, label))
+            st.button(f"Open in Browse", key=f"tag-{prefix}-{kind}-{cid}-b", on_click=open_concept, args=(cid,))
+
+
+# -- Browse -------------------------------------------------------------------------------------------
+def page_browse() -> None:
+    kb = get_kb()
+    onto = kb.ontology
+    counts = kb.link_counts()
+    st.title("Browse concepts, dimensions and places")
+    scheme_name = st.radio("Scheme", list(SCHEMES), key="browse_scheme", horizontal=True)
+    scheme = SCHEMES[scheme_name or "Concepts"]
+    rows = views.scheme_tree(onto, scheme, counts)
+    left, right = st.columns([2, 3])
+    with left:
+        st.caption(f"{len(onto.in_scheme(scheme))} entries; passages linked directly and with narrower entries. "
+                   "Select a row to open it.")
+        frame = pd.DataFrame([{"entry": r["tree"], "passages": r["passages"], "with narrower": r["with narrower"]} for r in rows])
+
+        def picked() -> None:
+            sel = st.session_state.get("browse_table")
+            if sel and sel.selection.rows:
+                st.session_state["browse_concept"] = rows[sel.selection.rows[0]]["id"]
+
+        st.dataframe(frame, hide_index=True, height=520, key="browse_table", on_select=picked,
+                     selection_mode="single-row",
+                     column_config={"with narrower": st.column_config.ProgressColumn(
+                         "with narrower", format="%d", min_value=0, max_value=max([r["with narrower"] for r in rows] + [1]))})
+    options = [c.id for c in onto.in_scheme(scheme)]
+    if st.session_state.get("browse_concept") not in options:
+        st.session_state.pop("browse_concept", None)
+    with right:
+        cid = st.selectbox("Open", options, index=None, key="browse_concept", placeholder="Choose an entry",
+                           format_func=lambda i: f"{onto.label(i)} ({counts.get(i, 0)})")
+        if cid:
+            concept_page(kb, cid)
+
+
+def concept_page(kb: KnowledgeBase, cid: str) -> None:
+    onto = kb.ontology
+    info = views.concept_summary(kb, cid)
+    c = info["concept"]
+    st.header(c.label)
+    st.caption(esc(f"{c.scheme[:-1]} · id {c.id}"))
+    if c.definition:
+        st.markdown(esc(c.definition))
+    if c.alt_labels:
+        st.markdown("**Also called:** " + esc(", ".join(c.alt_labels)))
+    if c.scheme == "places" and c.lat is not None:
+        st.caption(f"{c.lat:.3f}, {c.lon:.3f}")
+    for name, ids in (("Broader", c.broader), ("Narrower", c.narrower), ("Related", c.related)):
+        ids = [i for i in ids if i in onto.concepts]
+        if not ids:
+            continue
+        st.markdown(f"**{name}**")
+        cols = st.columns(min(len(ids), 4))
+        for j, other in enumerate(ids):
+            cols[j % len(cols)].button(onto.label(other), key=f"rel-{name}-{other}", on_click=open_concept,
+                                       args=(other,), width="stretch")
+    passages = info["passages"]
+    st.subheader(f"{len(passages)} passages evidence {c.label}")
+    if info["documents"]:
+        a, b = st.columns(2)
+        a.markdown("**Documents**")
+        a.dataframe(pd.DataFrame(info["documents"])[["title", "passages"]], hide_index=True)
+        if info["places"]:
+            b.markdown("**Places**")
+            b.dataframe(pd.DataFrame(info["places"])[["place", "passages"]], hide_index=True)
+    labels = kb.labels()
+    shown = passages[:25]
+    for p in shown:
+        with st.container(border=True):
+            show_passage(kb, p, labels, f"b-{p.chunk_id}")
+    if len(passages) > len(shown):
+        st.caption(f"Showing {len(shown)} of {len(passages)}; filter by it on the Ask page to search within them.")
+
+
+# -- Evidence map ---------------------------------------------------------------------------------------
+def page_evidence() -> None:
+    kb = get_kb()
+    onto = kb.ontology
+    st.title("Evidence map")
+    st.caption("Passages per cell: where the evidence is, and where the gaps are (empty cells).")
+    axes = list(views.AXES)
+    a, b, c = st.columns([2, 2, 3])
+    rows = a.selectbox("Rows", axes, index=axes.index("dimension"), key="em_rows", format_func=views.AXIS_LABELS.get)
+    cols = b.selectbox("Columns", axes, index=axes.index("place"), key="em_cols", format_func=views.AXIS_LABELS.get)
+    hide = c.checkbox("Hide rows and columns with no evidence", key="em_hide")
+    passages = kb.retriever.passages
+    docs = kb.documents()
+    frame = views.evidence_table(passages, rows, cols, onto, docs, include_empty=False if hide else None)
+    row_keys, col_keys = frame.attrs["row_keys"], frame.attrs["col_keys"]
+    if frame.empty:
+        st.info("No passages link these two axes yet.")
+        return
+    numeric = frame.astype("float")
+    styled = (numeric.style.background_gradient(cmap="YlGnBu", axis=None, vmin=0)
+              .format(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+              .highlight_null(color="#f6f6f6"))
+    row_label = dict(zip(row_keys, frame.index))
+    col_label = dict(zip(col_keys, frame.columns))
+
+    def picked() -> None:
+        sel = st.session_state.get("em_table")
+        if sel and sel.selection.cells:
+            r, col = sel.selection.cells[0]
+            st.session_state["em_row"] = row_keys[r]
+            st.session_state["em_col"] = col_keys[list(frame.columns).index(col)]
+
+    st.dataframe(styled, key="em_table", on_select=picked, selection_mode="single-cell",
+                 height=min(40 + 35 * len(frame), 600))
+    st.caption(f"{views.AXIS_LABELS[rows]} × {views.AXIS_LABELS[cols]}: {int(numeric.count().sum())} of "
+               f"{numeric.size} cells have evidence. Select a cell, or choose it below.")
+    for key, keys in (("em_row", row_keys), ("em_col", col_keys)):
+        if st.session_state.get(key) not in keys:
+            st.session_state.pop(key, None)
+    if "em_row" not in st.session_state or "em_col" not in st.session_state:
+        r, cidx = divmod(int(numeric.fillna(0).to_numpy().argmax()), numeric.shape[1])
+        st.session_state.setdefault("em_row", row_keys[r])
+        st.session_state.setdefault("em_col", col_keys[cidx])
+    a, b = st.columns(2)
+    rk = a.selectbox(views.AXIS_LABELS[rows], row_keys, key="em_row", format_func=row_label.get)
+    ck = b.selectbox(views.AXIS_LABELS[cols], col_keys, key="em_col", format_func=col_label.get)
+    found = views.cell_passages(passages, rows, rk, cols, ck)
+    st.subheader(f"{len(found)} passages: {row_label[rk]} × {col_label[ck]}")
+    if not found:
+        st.info("A gap: no passage links these two.")
+    labels = kb.labels()
+    for p in found[:30]:
+        with st.container(border=True):
+            show_passage(kb, p, labels, f"em-{p.chunk_id}")
+    if len(found) > 30:
+        st.caption(f"Showing 30 of {len(found)}.")
+
+
+# -- Places ------------------------------------------------------------------------------------------------
+def page_places() -> None:
+    kb = get_kb()
+    onto = kb.ontology
+    counts = kb.link_counts()
+    st.title("Places")
+    points = pd.DataFrame(views.place_points(onto, counts))
+    if points.empty:
+        st.info("No places with coordinates in the ontology yet.")
+    else:
+        st.map(points, latitude="lat", longitude="lon", size="size", color="#1f6feb99")
+        st.caption("Circles grow with the number of passages about a place (and the places within it).")
+    places = sorted(onto.in_scheme("places"), key=lambda c: (-sum(counts.get(x, 0) for x in onto.narrower_closure(c.id)), c.label))
+    if not places:
+        return
+    pid = st.selectbox("Place", [c.id for c in places], key="place", format_func=lambda i: onto.label(i))
+    c = onto.concepts[pid]
+    within = onto.narrower_closure(pid)
+    st.header(c.label)
+    if c.definition:
+        st.markdown(esc(c.definition))
+    inits = views.initiatives_for(onto, pid)
+    st.subheader(f"Initiatives ({len(inits)})")
+    if not inits:
+        st.caption("No initiatives recorded for this place in the ontology.")
+    for i in inits:
+        with st.container(border=True):
+            st.markdown(f"**{esc(i.label)}**" + (f" · {esc(i.date)}" if i.date else ""))
+            if i.description:
+                st.markdown(esc(i.description))
+            extra = [x for x in (i.programme, i.issue) if x]
+            if extra:
+                st.caption(esc(" · ".join(extra)))
+            if i.concepts:
+                st.caption(esc("Concepts: " + ", ".join(onto.label(x) for x in i.concepts)))
+    found = views.passages_linked(kb.retriever.passages, within)
+    st.subheader(f"{len(found)} passages about {c.label}" + (" and places within it" if len(within) > 1 else ""))
+    st.button(f"Ask about {c.label}", on_click=go, args=("ask",), kwargs={"f_place": c.label})
+    labels = kb.labels()
+    for p in found[:30]:
+        with st.container(border=True):
+            show_passage(kb, p, labels, f"pl-{p.chunk_id}")
+
+
+# -- Library -------------------------------------------------------------------------------------------------
+def page_library() -> None:
+    kb = get_kb()
+    st.title("Library")
+    docs = kb.documents()
+    frame = pd.DataFrame([{**d, "authors": ", ".join(d["authors"])} for d in docs],
+                         columns=["title", "authors", "year", "type", "pages", "passages", "doc_id", "publisher"])
+    st.dataframe(frame, hide_index=True, column_config={"year": st.column_config.NumberColumn(format="%d")})
+    st.caption(f"{len(docs)} documents, {sum(d['passages'] for d in docs)} passages, in {kb.settings.home}")
+
+    st.subheader("Add a document")
+    st.caption(f"PDF, text, Markdown or HTML, up to {kb.settings.max_upload_mb} MB. It is saved under "
+               f"{kb.settings.uploads_dir} and ingested like the shipped documents: searchable at once.")
+    up = st.file_uploader("Upload", type=list(views.UPLOAD_TYPES), key="upload",
+                          max_upload_size=kb.settings.max_upload_mb)
+    done: dict = st.session_state.setdefault("uploads_done", {})
+    if up is not None and up.file_id not in done:
+        with st.status(f"Ingesting {up.name}…", expanded=True) as status:
+            bar = st.progress(0.0, text="Saving")
+
+            def step(name: str, n: int, total: int) -> None:
+                bar.progress(min(1.0, (n + 0.5) / max(total, 1)) if name else 1.0,
+                             text=f"Reading, embedding and linking {name}" if name else "Updating the search index")
+
+            outcome = views.ingest_upload(kb, up.name, up.getvalue(), on_progress=step)
+            bar.progress(1.0, text="Done")
+            status.update(label=f"{up.name}: " + ("ingested" if outcome.ok else "could not be ingested"),
+                          state="complete" if outcome.ok else "error", expanded=False)
+        done[up.file_id] = outcome
+        st.session_state.pop("_answer", None)
+    if up is not None:
+        outcome = done[up.file_id]
+        if outcome.ok:
+            st.success(esc(f"{outcome.name} is in the knowledge base as '{outcome.doc_id}' "
+                           f"({outcome.passages} passages) and searchable now."))
+        else:
+            reasons = [ln.split(": ", 1)[-1] for ln in outcome.errors if ln.startswith("FAILED")] or outcome.errors
+            st.error(esc(f"{outcome.name} could not be ingested: " + "; ".join(reasons)))
+        st.code("\n".join(outcome.lines + outcome.errors), language=None)
+
+
+# -- Evaluation -------------------------------------------------------------------------------------------------
+def show_report(folder: Path, title: str) -> bool:
+    data = None
+    rj = folder / "report.json"
+    if rj.exists():
+        try:
+            data = json.loads(rj.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+    md = folder / "report.md"
+    pngs = sorted(folder.glob("*.png"))
+    if data is None and not md.exists() and not pngs:
+        return False
+    st.subheader(title)
+    if data:
+        st.caption(esc(f"{data.get('created', '')} · gold {data.get('gold', '')} · {data.get('questions', '?')} questions "
+                       f"({data.get('answerable', '?')} answerable) · {data.get('duration_s', '?')} s"))
+        retrieval = data.get("retrieval") or {}
+        if retrieval:
+            rows = []
+            for mode, r in retrieval.items():
+                row = {"mode": r.get("label", mode)}
+                row.update({f"R@{k}": v for k, v in (r.get("recall") or {}).items()})
+                row.update({"MRR": r.get("mrr"), "nDCG": r.get("ndcg"), "chars@5": r.get("avg_chars"),
+                            "p50 ms": r.get("latency_p50_ms")})
+                rows.append(row)
+            st.dataframe(pd.DataFrame(rows), hide_index=True)
+        answers = data.get("answers")
+        if answers:
+            st.dataframe(pd.DataFrame([answers]), hide_index=True)
+    for png in pngs:
+        st.image(str(png), caption=png.name)
+    if md.exists():
+        with st.expander(f"{md.name} in full"):
+            st.code(md.read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
+    return True
+
+
+def page_evaluation() -> None:
+    kb = get_kb()
+    st.title("Evaluation")
+    st.caption("Gold questions in; retrieval (recall@k, MRR, nDCG) and citation metrics out, against baselines.")
+    out = kb.settings.home / "eval"
+    shown = show_report(out, f"Latest report ({out})")
+    repo = PROJECT_ROOT / "evals"
+    results = repo / "RESULTS.md"
+    if results.exists():
+        with st.expander("Committed results (evals/RESULTS.md)", expanded=not shown):
+            st.code(results.read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
+            for png in sorted(repo.glob("*.png")):
+                st.image(str(png), caption=png.name)
+    elif not shown:
+        st.info("No evaluation report yet: run one below (or `kb eval`).")
+
+    st.subheader("Run the evaluation")
+    source = st.radio("Gold set", ["Shipped (evals/gold.jsonl)", "Upload a JSONL file"], key="eval_source", horizontal=True)
+    gold_path: Path | None = repo / "gold.jsonl"
+    if source.startswith("Upload"):
+        gold = st.file_uploader("Gold questions (JSONL, one object per line with 'question' and 'evidence')",
+                                type=["jsonl", "json"], key="eval_gold")
+        gold_path = None
+        if gold is not None:
+            folder = kb.settings.home / "eval-gold"
+            folder.mkdir(parents=True, exist_ok=True)
+            gold_path = folder / views.safe_filename(gold.name)
+            gold_path.write_bytes(gold.getvalue())
+    baseline = st.checkbox("Include the llama-index baseline (slower)", value=True, key="eval_baseline")
+    if st.button("Run evaluation", type="primary", disabled=gold_path is None):
+        try:
+            from kb.evaluation import run_evaluation
+        except Exception as exc:  # the evaluation module is optional for the rest of the app
+            st.error(esc(f"The evaluation is not available: {exc}"))
+            return
+        bar = st.progress(0.0, text="Starting")
+
+        def step(done: int, total: int, label: str) -> None:
+            bar.progress(min(1.0, done / max(total, 1)), text=label)
+
+        try:
+            with st.spinner("Evaluating…"):
+                report = run_evaluation(kb, gold_path, out, baseline=baseline, progress=step)
+        except Exception as exc:  # a bad gold file or an unfinished evaluator must not break the app
+            st.error(esc(f"The evaluation failed: {exc}"))
+            return
+        bar.progress(1.0, text="Done")
+        st.success(esc(f"Report written to {out}"))
+        st.code(report.summary(), language=None)
+        st.rerun()
+
+
+# -- the app ----------------------------------------------------------------------------------------------------
+PAGES = {
+    "ask": st.Page(page_ask, title="Ask", icon="💬", url_path="ask", default=True),
+    "browse": st.Page(page_browse, title="Browse", icon="🗂️", url_path="browse"),
+    "evidence": st.Page(page_evidence, title="Evidence map", icon="🧮", url_path="evidence-map"),
+    "places": st.Page(page_places, title="Places", icon="📍", url_path="places"),
+    "library": st.Page(page_library, title="Library", icon="📚", url_path="library"),
+    "evaluation": st.Page(page_evaluation, title="Evaluation", icon="📊", url_path="evaluation"),
+}
+
+
+def main() -> None:
+    nav = st.navigation(list(PAGES.values()))
+    goto = st.session_state.pop("goto", None)
+    if goto in PAGES:
+        st.switch_page(PAGES[goto])
+    kb = get_kb()
+    ensure_ingested(kb)
+    if "warm_s" not in st.session_state:
+        with st.spinner("Loading the model and the indexes…"):
+            st.session_state["warm_s"] = warm_up(_env_key())
+    with st.sidebar:
+        n_docs = len(kb.docs.ids())
+        st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")
+    nav.run()
+
+
+main()
