@@ -480,6 +480,7 @@ def _settings(kb: "KnowledgeBase", docs: list["Document"], baseline: LlamaBaseli
         "llm": s.llm or "none (extractive)",
         "reranker": s.reranker or "none",
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "versions": {n: version(n) for n in ("llama-index-core", "chromadb", "sentence-transformers", "bm25s", "torch")},
     }

@@ -6,6 +6,7 @@ and loads each lazily, once.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from pathlib import Path
 
@@ -42,6 +43,14 @@ class KnowledgeBase:
         if not hasattr(self, "_manifest"):
             self._manifest = Manifest(self.settings.manifest_path)
         return self._manifest
+
+    @cached_property
+    def vocabulary_hash(self) -> str:
+        """A hash of the vocabulary files, so passages linked with an older vocabulary are re-linked."""
+        h = hashlib.sha256()
+        for path in sorted(self.settings.ontology.glob("*.ttl")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()[:16]
 
     @cached_property
     def ontology(self):

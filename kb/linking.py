@@ -19,10 +19,9 @@ _TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?|[0-9]+")  # "Budgets4": a wo
 _ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\b[\w.-]+\.(?:co\.uk|org\.uk|gov\.uk|ac\.uk|nhs\.uk|com|org|net)\b\S*",
                       re.IGNORECASE)
 
-# Similarity above which a passage evidences a dimension (calibrated on evals/linking.jsonl),
-# and the margin within which a second dimension is also linked.
-DIMENSION_THRESHOLD = 0.42
-DIMENSION_MARGIN = 0.03
+# Similarity above which a passage evidences a dimension it does not name
+# (calibrated on evals/linking.jsonl; see evals/LINKING.md).
+DIMENSION_THRESHOLD = 0.60
 
 
 def fold(word: str) -> str:
@@ -67,17 +66,22 @@ class LabelMatcher:
                     node = node.setdefault(w, {})
                 node.setdefault("$", c.id)
 
+    def _longest(self, toks: list[tuple[str, int, int]], i: int, stop: int) -> tuple[str, int] | None:
+        """The longest label starting at token ``i`` and ending by token ``stop``: (id, end token)."""
+        node, best, j = self.trie, None, i
+        while j < stop and toks[j][0] in node:
+            node = node[toks[j][0]]
+            j += 1
+            if "$" in node:
+                best = (node["$"], j)
+        return best
+
     def find(self, text: str) -> list[Match]:
         toks = tokens(_ADDRESS.sub(lambda m: " " * len(m.group(0)), text))
         out: list[Match] = []
         i = 0
         while i < len(toks):
-            node, best, j = self.trie, None, i
-            while j < len(toks) and toks[j][0] in node:
-                node = node[toks[j][0]]
-                j += 1
-                if "$" in node:
-                    best = (node["$"], j)
+            best = self._longest(toks, i, len(toks))
             if best:
                 cid, j_end = best
                 out.append(Match(cid, toks[i][1], toks[j_end - 1][2], text[toks[i][1]:toks[j_end - 1][2]]))
@@ -85,6 +89,18 @@ class LabelMatcher:
             else:
                 i += 1
         return out
+
+    def nested(self, label: str) -> list[str]:
+        """Ids of shorter labels inside a matched label ("Dorset" in "Dorset, Bournemouth and Poole")."""
+        toks = tokens(label)
+        found = []
+        for i in range(len(toks)):
+            for stop in range(len(toks), i, -1):
+                best = self._longest(toks, i, stop)
+                if best and not (i == 0 and best[1] == len(toks)):
+                    found.append(best[0])
+                    break
+        return list(dict.fromkeys(found))
 
     def ids(self, text: str) -> list[str]:
         return list(dict.fromkeys(m.concept_id for m in self.find(text)))
@@ -100,15 +116,19 @@ def dimension_scores(vectors: np.ndarray, facet_vectors: np.ndarray, facet_dims:
     return [{d: float(row[cols[d]].max()) for d in dims} for row in sims]
 
 
-def choose_dimensions(scores: dict[str, float], named: list[str], threshold: float = DIMENSION_THRESHOLD,
-                      margin: float = DIMENSION_MARGIN) -> list[str]:
-    """Dimensions named in the text, plus the best one by meaning (and a close second) above threshold."""
-    chosen = list(named)
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-    if ranked and ranked[0][1] >= threshold:
-        top = ranked[0][1]
-        chosen += [d for d, s in ranked[:2] if s >= threshold and top - s <= margin]
-    return list(dict.fromkeys(chosen))
+def choose_dimensions(scores: dict[str, float], named: list[str], threshold: float = DIMENSION_THRESHOLD) -> list[str]:
+    """The dimensions the text names; failing that, the one closest in meaning if it is close enough.
+
+    Precision matters more than recall here (a wrong link puts false evidence on the map), which
+    is why only one dimension is linked by meaning and the threshold is set high.
+    """
+    if named:
+        return list(dict.fromkeys(named))
+    if scores:
+        best = max(scores, key=scores.get)
+        if scores[best] >= threshold:
+            return [best]
+    return []
 
 
 class Linker:
@@ -118,7 +138,8 @@ class Linker:
         self.ontology = ontology
         self.embedder = embedder
         self.concepts = LabelMatcher(ontology.in_scheme("concepts"))
-        self.places = LabelMatcher(ontology.in_scheme("places"))
+        # Organisations are matched with places so that "NHS England" is not England.
+        self.places = LabelMatcher(ontology.in_scheme("places") + ontology.in_scheme("organisations"))
         self.dimension_labels = LabelMatcher(ontology.in_scheme("dimensions"))
         self.top_dimension = {}
         texts, owners = [], []
@@ -135,12 +156,24 @@ class Linker:
         roots = [c for c in chain if not any(b in self.ontology.concepts for b in self.ontology.concepts[c].broader)]
         return roots[0] if roots else cid
 
-    def link(self, passages, vectors: np.ndarray) -> None:
+    def link(self, passages, vectors: np.ndarray, threshold: float = DIMENSION_THRESHOLD) -> None:
         """Set ``concepts``, ``places`` and ``dimensions`` (ids) on each passage, in place."""
         scores = dimension_scores(vectors, self.facet_vectors, self.facet_dims) if len(self.facet_dims) else [{}] * len(passages)
         for p, s in zip(passages, scores):
-            text = f"{p.heading}\n{p.text}" if p.heading else p.text
             p.concepts = self.concepts.ids(p.text)
-            p.places = self.places.ids(p.text)
-            named = list(dict.fromkeys(self.top_dimension.get(d, d) for d in self.dimension_labels.ids(text)))
-            p.dimensions = choose_dimensions(s, named)
+            p.places = self.place_ids(p.text)
+            named = list(dict.fromkeys(self.top_dimension.get(d, d) for d in self.dimension_labels.ids(p.text)))
+            p.dimensions = choose_dimensions(s, named, threshold)
+
+    def place_ids(self, text: str) -> list[str]:
+        """Places named, including the parts a joint name spells out ("Lambeth & Southwark")
+        and a containing place it names ("London Borough of Merton"); never an unrelated one
+        ("Wales" is not in "New South Wales")."""
+        out: list[str] = []
+        for m in self.places.find(text):
+            if self.ontology.concepts[m.concept_id].scheme != "places":
+                continue
+            out.append(m.concept_id)
+            family = self.ontology.narrower_closure(m.concept_id) | set(self.ontology.broader_closure(m.concept_id))
+            out += [c for c in self.places.nested(m.label) if c in family]
+        return list(dict.fromkeys(out))

@@ -18,6 +18,7 @@ class Entry:
     doc_id: str
     sha256: str
     chunk_ids: list[str] = field(default_factory=list)
+    vocabulary: str = ""  # hash of the ontology it was linked with; a new vocabulary re-links it
 
 
 class Manifest:

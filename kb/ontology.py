@@ -15,7 +15,8 @@ from rdflib.namespace import DCTERMS, SKOS
 SLO = Namespace("https://w3id.org/syslead/ontology#")
 GEO = Namespace("http://www.w3.org/2003/01/geo/wgs84_pos#")
 BASE = "https://w3id.org/syslead/"
-SCHEMES = {SLO.concepts: "concepts", SLO.dimensions: "dimensions", SLO.places: "places"}
+SCHEMES = {SLO.concepts: "concepts", SLO.dimensions: "dimensions", SLO.places: "places",
+           SLO.organisations: "organisations"}
 SHAPES_FILE = "shapes.ttl"
 
 

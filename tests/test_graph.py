@@ -171,3 +171,20 @@ def test_export_turtle_and_jsonld_round_trip(corpus_kb, tmp_path):
         assert main(["--home", home, "export", "--format", fmt, "--out", str(out)]) == 0
         g = Graph().parse(out, format=rdf_format)
         assert len(g) == len(corpus_kb.graph.union())
+
+
+def test_a_changed_vocabulary_relinks_on_the_next_ingest(tmp_path, new_kb):
+    folder = _copy(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.txt").write_text("Leaders in Wigan used a kitty fund to pay for shared work.\n", encoding="utf-8")
+    kb = new_kb(ontology=folder)
+    assert kb.ingest([docs], progress=False).ok
+    assert kb.retriever.passages[0].concepts == []
+    concepts = folder / "concepts.ttl"
+    concepts.write_text(concepts.read_text(encoding="utf-8").replace(
+        'skos:altLabel "pooled budget"@en', 'skos:altLabel "kitty fund"@en, "pooled budget"@en', 1), encoding="utf-8")
+    kb = new_kb(ontology=folder)
+    report = kb.ingest([docs], progress=False)
+    assert [r.status for r in report.results] == ["ingested"]
+    assert kb.retriever.passages[0].concepts == ["pooled-budgets"]

@@ -1,0 +1,157 @@
+"""How well passages are linked: precision and recall against hand labels (``evals/linking.jsonl``).
+
+Each gold line names a passage by its document and its first characters (``anchor``) and lists
+the places, concepts and dimensions a careful reader links it to. The passages are linked again
+here by the same :class:`kb.linking.Linker` that ingestion uses, so the figures measure the
+code as shipped; ``calibrate`` sweeps the dimension threshold over the same labels.
+
+    python -m kb.linking_eval [--gold FILE] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kb.config import PROJECT_ROOT, Settings
+from kb.linking import DIMENSION_THRESHOLD
+
+if TYPE_CHECKING:
+    from kb.knowledge import KnowledgeBase
+    from kb.models import Passage
+
+KINDS = ("places", "concepts", "dimensions")
+GOLD = PROJECT_ROOT / "evals" / "linking.jsonl"
+TARGETS = {"places": (0.95, 0.9), "concepts": (0.95, 0.9), "dimensions": (0.8, 0.7)}
+
+
+class LinkGoldError(ValueError):
+    """A malformed line of the linking gold file; the message names the line."""
+
+
+@dataclass
+class LinkGold:
+    doc_id: str
+    anchor: str
+    labels: dict[str, set[str]]
+
+
+@dataclass
+class PRF:
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def prf(predicted: list[set[str]], gold: list[set[str]]) -> PRF:
+    """Micro-averaged counts over passages."""
+    tp = sum(len(p & g) for p, g in zip(predicted, gold))
+    fp = sum(len(p - g) for p, g in zip(predicted, gold))
+    fn = sum(len(g - p) for p, g in zip(predicted, gold))
+    return PRF(tp, fp, fn)
+
+
+def load_gold(path: Path, known: set[str]) -> list[LinkGold]:
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            labels = {k: set(obj[k]) for k in KINDS}
+            item = LinkGold(obj["doc_id"], obj["anchor"], labels)
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LinkGoldError(f"{path}, line {n}: needs doc_id, anchor, places, concepts, dimensions ({exc})") from exc
+        unknown = sorted(set().union(*labels.values()) - known)
+        if unknown:
+            raise LinkGoldError(f"{path}, line {n}: unknown ids {', '.join(unknown)}")
+        out.append(item)
+    return out
+
+
+def gold_passages(kb: "KnowledgeBase", gold: list[LinkGold]) -> list["Passage"]:
+    """The stored passage each gold line names (by document and opening characters)."""
+    by_anchor = {(p.doc_id, p.text[:len(g.anchor)]): p for g in gold for p in kb.retriever.passages
+                 if p.doc_id == g.doc_id and p.text.startswith(g.anchor)}
+    missing = [g.anchor for g in gold if (g.doc_id, g.anchor) not in by_anchor]
+    if missing:
+        raise LinkGoldError(f"{len(missing)} gold passage(s) not found, e.g. {missing[0]!r}: re-label after re-chunking")
+    return [by_anchor[(g.doc_id, g.anchor)] for g in gold]
+
+
+def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[float]) -> dict[float, list["Passage"]]:
+    """Copies of ``passages`` linked afresh at each dimension threshold (embedded once)."""
+    titles = {d["doc_id"]: d["title"] for d in kb.documents()}
+    vectors = kb.embedder.encode([p.embed_text(titles.get(p.doc_id, "")) for p in passages])
+    out = {}
+    for t in thresholds:
+        copies = [copy.copy(p) for p in passages]
+        kb.linker.link(copies, vectors, threshold=t)
+        out[t] = copies
+    return out
+
+
+def evaluate(kb: "KnowledgeBase", gold: list[LinkGold], threshold: float = DIMENSION_THRESHOLD) -> dict[str, PRF]:
+    linked = relink(kb, gold_passages(kb, gold), [threshold])[threshold]
+    return {k: prf([set(getattr(p, k)) for p in linked], [g.labels[k] for g in gold]) for k in KINDS}
+
+
+def calibrate(kb: "KnowledgeBase", gold: list[LinkGold], thresholds: list[float]) -> list[tuple[float, PRF]]:
+    """Dimension precision and recall at each threshold."""
+    runs = relink(kb, gold_passages(kb, gold), thresholds)
+    return [(t, prf([set(p.dimensions) for p in runs[t]], [g.labels["dimensions"] for g in gold])) for t in thresholds]
+
+
+def markdown(results: dict[str, PRF], sweep: list[tuple[float, PRF]], n: int) -> str:
+    lines = [f"# Linking: measured against {n} hand-labelled passages", "",
+             "`python -m kb.linking_eval` reproduces this (gold: `evals/linking.jsonl`).", "",
+             "| links | precision | recall | F1 | target (P / R) | true pos. | false pos. | missed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k, r in results.items():
+        tp, tr = TARGETS[k]
+        lines.append(f"| {k} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} | {tp} / {tr} | {r.tp} | {r.fp} | {r.fn} |")
+    lines += ["", f"Dimension threshold in use: {DIMENSION_THRESHOLD}. Sweep over the same labels:", "",
+              "| threshold | precision | recall | F1 |", "|---|---|---|---|"]
+    lines += [f"| {t:.2f} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |" for t, r in sweep]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kb.knowledge import KnowledgeBase
+
+    parser = argparse.ArgumentParser(prog="python -m kb.linking_eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--gold", type=Path, default=GOLD)
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    args = parser.parse_args(argv)
+    kb = KnowledgeBase(Settings.from_env())
+    if kb.is_empty():
+        kb.ingest()
+    gold = load_gold(args.gold, set(kb.ontology.concepts))
+    results = evaluate(kb, gold)
+    sweep = calibrate(kb, gold, [round(0.40 + 0.025 * i, 3) for i in range(13)])
+    report = markdown(results, sweep, len(gold))
+    print(report)
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""The Streamlit app, driven page by page with ``streamlit.testing.v1.AppTest``.
+
+Read-only tests use the session's ingested corpus (``corpus_kb``); the upload tests use a small
+knowledge base of their own so that nothing they add leaks into other tests. Expected figures
+are computed independently of the app: from ``kb.ask``, the documents' page maps and SPARQL
+over the knowledge graph.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kb import views
+from kb.config import PROJECT_ROOT
+from kb.knowledge import KnowledgeBase
+from tests.conftest import make_settings, write_pdf
+
+APP = str(PROJECT_ROOT / "app.py")
+POOLED = "How did others handle pooled budgets?"
+
+
+def unescape(md: str) -> str:
+    return re.sub(r"\\(.)", r"\1", md)
+
+
+def texts(at) -> str:
+    """Everything the page shows as text, Markdown escapes removed."""
+    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "code", "text",
+                                 "success", "error", "warning", "info") for e in getattr(at, kind)]
+    return unescape("\n".join(str(p) for p in parts))
+
+
+def start(monkeypatch, home: Path):
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("KB_LLM", "KB_RERANKER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KB_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def goto(at, page: str, **state):
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.session_state["goto"] = page
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at, question: str):
+    at.text_input(key="question").set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def app(corpus_kb, monkeypatch):
+    return start(monkeypatch, corpus_kb.settings.home)
+
+
+# -- Ask --------------------------------------------------------------------------------------------
+def test_ask_cites_the_right_title_and_page(app, corpus_kb):
+    expected = corpus_kb.ask(POOLED)
+    assert expected.answered and expected.citations
+    ask(app, POOLED)
+    refs = [c.value for c in app.code]
+    shown = texts(app)
+    assert "[1]" in shown
+    for c in expected.citations:
+        doc = corpus_kb.document(c.doc_id)
+        page = doc.page_at(c.start)          # the page the quote starts on, from the page map
+        assert c.page == page
+        ref = views.citation_reference(c, doc.meta.publisher)
+        assert doc.meta.title in ref and (page is None or ref.endswith(f", p. {page}"))
+        assert ref in refs, (ref, refs)
+        assert f"[{c.n}] {doc.meta.title}" in shown
+        # the quote is shown in bold inside its passage
+        assert any(f"**{views.md_escape(c.quote)}**" in m.value for m in app.markdown)
+    # the answer downloads as Markdown with the references
+    download = app.get("download_button")
+    assert download and "Download answer with references" in download[0].proto.label
+    md = views.answer_markdown(expected)
+    assert "## References" in md and expected.citations[0].title in md
+
+
+def test_a_place_filter_changes_the_sources(app, corpus_kb):
+    ask(app, POOLED)
+    before = app.session_state["_answer"][1]
+    place = corpus_kb.ontology.resolve("Bradford", "places")
+    assert place is not None
+    app.selectbox(key="f_place").set_value(place.label).run()
+    assert not app.exception
+    after = app.session_state["_answer"][1]
+    assert after.passages
+    within = corpus_kb.ontology.narrower_closure(place.id)
+    assert all(within.intersection(h.passage.places) for h in after.passages)
+    assert [h.passage.chunk_id for h in after.passages] != [h.passage.chunk_id for h in before.passages]
+    assert f"place {place.label}" in texts(app)
+
+
+def test_a_tag_opens_its_concept_in_browse(app, corpus_kb):
+    ask(app, POOLED)
+    answer = app.session_state["_answer"][1]
+    cited = {c.chunk_id for c in answer.citations}
+    passage = next(h.passage for h in answer.passages if h.passage.chunk_id in cited and h.passage.concepts)
+    cid = passage.concepts[0]
+    n = next(c.n for c in answer.citations if c.chunk_id == passage.chunk_id)
+    app.button(key=f"tag-c{n}-concept-{cid}-b").click().run()
+    assert not app.exception
+    assert [h.value for h in app.title] == ["Browse concepts, dimensions and places"]
+    assert corpus_kb.ontology.label(cid) in [h.value for h in app.header]
+
+
+# -- Browse ------------------------------------------------------------------------------------------
+def test_a_concept_page_shows_its_passages(app, corpus_kb):
+    concept = corpus_kb.ontology.resolve("pooled budgets", "concepts")
+    assert concept is not None
+    expected = corpus_kb.graph.passages_for(concept.uri)   # SPARQL, skos:broader* for narrower ones
+    assert expected
+    goto(app, "browse", browse_scheme="Concepts", browse_concept=concept.id)
+    shown = texts(app)
+    assert concept.label in [h.value for h in app.header]
+    assert f"{len(expected)} passages evidence {concept.label}" in shown
+    if concept.definition:
+        assert " ".join(concept.definition.split()) in shown
+    titles = {corpus_kb.retriever.title(cid.split(":")[0]) for cid in expected}
+    assert any(t in shown for t in titles)
+    # the tree lists the scheme with passage counts
+    tree = app.dataframe[0].value
+    assert concept.label in " ".join(tree["entry"])
+
+
+# -- Evidence map -----------------------------------------------------------------------------------
+CELLS = """
+SELECT ?d ?pl (COUNT(DISTINCT ?p) AS ?n) WHERE {
+  ?p slo:evidencesDimension ?d ; slo:aboutPlace ?pl .
+} GROUP BY ?d ?pl ORDER BY DESC(?n) ?d ?pl"""
+
+
+def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
+    onto = corpus_kb.ontology
+    by_uri = {c.uri: c.id for c in onto.concepts.values()}
+    rows = corpus_kb.graph.query(CELLS)["rows"]
+    assert rows
+    dim, place, n = by_uri[rows[0]["d"]], by_uri[rows[0]["pl"]], int(rows[0]["n"])
+    goto(app, "evidence")
+    table = app.dataframe[0].value
+    assert table.loc[onto.label(dim), onto.label(place)] == n
+    # a place without any evidence is an empty column, not zeros
+    linked = {by_uri[r["pl"]] for r in rows}
+    gap = next(c for c in onto.in_scheme("places") if c.id not in linked and c.label in table.columns)
+    assert table[gap.label].isna().all()
+    # choosing the cell lists its passages
+    app.selectbox(key="em_row").set_value(dim)
+    app.selectbox(key="em_col").set_value(place).run()
+    assert not app.exception
+    assert f"{n} passages: {onto.label(dim)} × {onto.label(place)}" in texts(app)
+
+
+def test_every_page_renders(app, corpus_kb):
+    goto(app, "places")
+    assert app.get("deck_gl_json_chart") or app.get("map"), "no map"
+    assert any("passages about" in s.value for s in app.subheader)
+    goto(app, "library")
+    titles = set(app.dataframe[0].value["title"])
+    assert {d["title"] for d in corpus_kb.documents()} <= titles
+    goto(app, "evaluation")
+    assert any(b.label == "Run evaluation" for b in app.button)
+
+
+# -- Library: uploads ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_home(tmp_path_factory):
+    """A knowledge base with one short document, for tests that add to it."""
+    root = tmp_path_factory.mktemp("app-upload")
+    seed = root / "seed"
+    seed.mkdir()
+    (seed / "harbour-notes.txt").write_text(
+        "Notes from the harbour board\n\nThe harbour board met in spring to agree the dredging timetable. "
+        "Members reviewed tide tables, the condition of the north quay and the fishing fleet's needs.\n\n"
+        "The board agreed to repaint the lighthouse and to publish the minutes online.\n", encoding="utf-8")
+    kb = KnowledgeBase(make_settings(root / "home"))
+    assert kb.ingest([seed], progress=False).ok
+    return kb
+
+
+def test_an_uploaded_pdf_is_searchable_at_once(small_home, monkeypatch, tmp_path):
+    pdf = write_pdf(tmp_path / "q.pdf", [
+        "Quillfeather Valley Partnership Review\nIntroduction to the review of the partnership.",
+        "The Quillfeather Valley partnership pooled its health and housing budgets\n"
+        "into one shared fund, so that the river towns could commission services together.\n"
+        "Pooling the budgets took two years of negotiation between the councils.",
+    ], title="Quillfeather Valley Partnership Review", author="Ada Lovelace")
+    at = start(monkeypatch, small_home.settings.home)
+    goto(at, "library")
+    at.file_uploader(key="upload").set_value(("../../Quillfeather review ü.pdf", pdf.read_bytes(), "application/pdf")).run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "searchable now" in shown, shown
+    uploads = small_home.settings.uploads_dir
+    assert (uploads / "Quillfeather review ü.pdf").exists()
+    assert not list(small_home.settings.home.parent.glob("*.pdf"))
+    assert "Quillfeather Valley Partnership Review" in set(at.dataframe[0].value["title"]) or \
+        "Quillfeather Valley Partnership Review" in {d["title"] for d in small_home.documents()}
+    goto(at, "ask")
+    ask(at, "How did the Quillfeather Valley partnership pool its budgets?")
+    refs = [c.value for c in at.code]
+    assert any(r == "Ada Lovelace (n.d.) Quillfeather Valley Partnership Review, p. 2" or
+               re.fullmatch(r"Ada Lovelace \((\d{4}|n\.d\.)\) Quillfeather Valley Partnership Review, p\. 2", r)
+               for r in refs), refs
+
+
+def test_a_corrupt_upload_gets_the_cli_error_and_nothing_breaks(small_home, monkeypatch, tmp_path, capsys):
+    from kb.cli import main as cli
+
+    bad = b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\nthis is not really a PDF\n%%EOF"
+    probe = tmp_path / "broken.pdf"
+    probe.write_bytes(bad)
+    assert cli(["--home", str(tmp_path / "cli-home"), "ingest", "--quiet", str(probe)]) == 1
+    err = capsys.readouterr().err
+    cli_reason = re.search(r"FAILED\s+\S+: (.+)", err).group(1).strip()
+
+    at = start(monkeypatch, small_home.settings.home)
+    goto(at, "library")
+    before = set(at.dataframe[0].value["title"])
+    at.file_uploader(key="upload").set_value(("broken.pdf", bad, "application/pdf")).run()
+    assert not at.exception, at.exception
+    assert at.error, "no error shown"
+    assert cli_reason in unescape(at.error[0].value)
+    assert "kb: 1 file(s) could not be ingested; the rest were." in "\n".join(c.value for c in at.code)
+    assert not (small_home.settings.uploads_dir / "broken.pdf").exists()
+    # the rest still works: the library is unchanged and questions are answered
+    at.file_uploader(key="upload").set_value(None).run()
+    assert set(at.dataframe[0].value["title"]) == before
+    goto(at, "ask")
+    ask(at, "When did the harbour board agree the dredging timetable?")
+    assert any("Notes from the harbour board" in c.value or "harbour" in c.value for c in at.code), [c.value for c in at.code]
+
+
+# -- the pure helpers ----------------------------------------------------------------------------------
+def test_upload_names_are_sanitised_and_kept_inside_uploads(tmp_path):
+    assert views.safe_filename("../../etc/passwd.txt") == "passwd.txt"
+    assert views.safe_filename("..\\..\\evil.pdf") == "evil.pdf"
+    assert views.safe_filename("a\x00b\x1f..c.md") == "ab.c.md"
+    assert views.safe_filename("Ünïcødé résumé 東京.pdf") == "Ünïcødé résumé 東京.pdf"
+    assert views.safe_filename("..") == "upload"
+    long = views.safe_filename("x" * 500 + ".html")
+    assert long.endswith(".html") and len(long) <= views.MAX_NAME_CHARS
+    root = tmp_path / "uploads"
+    p = views.save_upload("../../../../tmp/owned.txt", b"hello", root, 1)
+    assert p.parent == root.resolve() and p.name == "owned.txt"
+    assert views.save_upload("owned.txt", b"hello", root, 1) == p          # same content: same file
+    assert views.save_upload("owned.txt", b"other", root, 1).name == "owned-1.txt"
+    with pytest.raises(views.UploadError, match="upload limit"):
+        views.save_upload("big.txt", b"x" * (1024 * 1024 + 1), root, 1)
+    with pytest.raises(views.UploadError, match="unsupported file type"):
+        views.save_upload("tool.exe", b"MZ", root, 1)
+
+
+def test_corpus_text_is_inert_markdown():
+    hostile = "<script>alert(1)</script> **bold** [link](javascript:x) $x$ :red[red]"
+    md = views.md_escape(hostile)
+    assert "<" not in md.replace("\\<", "") and ">" not in md.replace("\\>", "")
+    assert unescape(md) == hostile
+    before, quote, after = views.split_quote("0123456789", 2, 8, 4, 6)
+    assert (before, quote, after) == ("23", "45", "67")
+    assert views.emphasised_markdown("a <b>", "quote", "c") == "a \\<b\\> **quote** c"
+    assert views.reference(["A. One", "B. Two", "C. Three"], 2013, "Title", 4) == "A. One, B. Two and C. Three (2013) Title, p. 4"
+    assert views.reference([], None, "Web page", None, "The Leadership Centre") == "The Leadership Centre (n.d.) Web page"

@@ -1,0 +1,243 @@
+"""End to end in a real browser: ``streamlit run app.py`` on loopback, driven by headless Chromium.
+
+The knowledge base is the shipped corpus plus one hostile text document whose text carries
+``<script>`` and an ``onerror`` handler: it must show as literal text and run nothing. The test
+asks the pooled-budgets question on the Ask page, checks that the citation ``kb.ask`` gives
+(title and page) is rendered, times the answers, and saves a screenshot to ``$KB_ARTIFACTS``
+(default ``artifacts/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kb import views
+from kb.config import PROJECT_ROOT
+from kb.knowledge import KnowledgeBase
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+POOLED = "How did others handle pooled budgets?"
+HOSTILE_TITLE = "Quokka Valley board minutes <i>draft</i>"
+HOSTILE = (
+    f"{HOSTILE_TITLE}\n\n"
+    "The Quokka Valley board wrote <script>alert(1)</script> into the minutes of its meeting about "
+    "the quokka sanctuary. The Quokka Valley board also pasted <img src=x onerror=\"window.__pwned=1\"> "
+    "into the minutes of the quokka sanctuary meeting, and the clerk of the Quokka Valley board "
+    "read the minutes of the quokka sanctuary meeting aloud.\n"
+)
+HOSTILE_QUESTION = "What did the Quokka Valley board write into the minutes of the quokka sanctuary meeting?"
+
+
+def _missing() -> str:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does, as root)"
+    if not CHROMEDRIVER.exists():
+        return f"{CHROMEDRIVER} is missing: install Debian's chromium-driver"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed: pip install -e '.[test]'"
+    return ""
+
+
+if _missing():
+    pytest.skip(_missing(), allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def artifacts() -> Path:
+    folder = Path(os.environ.get("KB_ARTIFACTS") or PROJECT_ROOT / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hostile_kb(corpus_kb, tmp_path_factory) -> KnowledgeBase:
+    """A copy of the session's ingested corpus, plus the hostile document."""
+    root = tmp_path_factory.mktemp("browser")
+    home = root / "home"
+    shutil.copytree(corpus_kb.settings.home, home, ignore=shutil.ignore_patterns("ingest.lock", "uploads", "eval"))
+    extra = root / "extra"
+    extra.mkdir()
+    (extra / "quokka-minutes.txt").write_text(HOSTILE, encoding="utf-8")
+    kb = KnowledgeBase(make_settings(home))
+    report = kb.ingest([extra], progress=False)
+    assert report.ok, report.to_json()
+    assert len(kb.docs.ids()) == len(corpus_kb.docs.ids()) + 1
+    return kb
+
+
+@pytest.fixture(scope="module")
+def server(hostile_kb):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update(KB_HOME=str(hostile_kb.settings.home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
+    if os.environ.get("KB_ONTOLOGY"):
+        env["KB_ONTOLOGY"] = os.environ["KB_ONTOLOGY"]
+    log = (artifacts() / "streamlit-server.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy in 90 s; see {log.name}")
+            time.sleep(0.3)
+        yield {"url": url, "started": started}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch a browser
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-default-apps", "--window-size=1400,2200",
+                f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield d
+    finally:
+        d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def body_text(d) -> str:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.TAG_NAME, "body").text
+
+
+def wait_for(d, predicate, timeout: float, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate(d)
+            if value:
+                return value
+        except (StaleElementReferenceException, WebDriverException):
+            pass
+        time.sleep(0.1)
+    d.save_screenshot(str(artifacts() / "browser-timeout.png"))
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; page text:\n{body_text(d)[:2000]}")
+
+
+def ask(d, question: str, expected: str, timeout: float) -> float:
+    """Type a question on the Ask page, press Enter, and return the seconds until ``expected`` shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def ready(d):
+        box = d.find_element(By.CSS_SELECTOR, 'div[data-testid="stTextInput"] input')
+        if not (box.is_displayed() and box.is_enabled()):
+            return None
+        box.click()
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(Keys.DELETE)
+        return box
+
+    box = wait_for(d, ready, timeout, "the question box")
+    t0 = time.monotonic()
+    box.send_keys(question + Keys.ENTER)
+    wait_for(d, lambda d: expected in body_text(d), timeout, repr(expected))
+    return time.monotonic() - t0
+
+
+def test_ask_in_a_real_browser(server, driver, hostile_kb):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    expected = hostile_kb.ask(POOLED)
+    assert expected.answered and expected.citations
+    first = expected.citations[0]
+    doc = hostile_kb.document(first.doc_id)
+    reference = views.citation_reference(first, doc.meta.publisher)
+    assert first.title in reference and f", p. {first.page}" in reference
+
+    driver.get(server["url"] + "/")
+    asked = ask(driver, POOLED, reference, timeout=120)
+    first_answer_after_start = time.monotonic() - server["started"]
+    page = body_text(driver)
+    assert f"[1] {first.title}" in page
+    assert "Download answer with references" in page
+
+    # hostile corpus text shows as text, and nothing in it runs
+    hostile = hostile_kb.ask(HOSTILE_QUESTION)
+    assert any(c.doc_id == "quokka-minutes" for c in hostile.citations), hostile.to_text()
+    later = ask(driver, HOSTILE_QUESTION, "<script>alert(1)</script>", timeout=60)
+    page = body_text(driver)
+    assert HOSTILE_TITLE in page
+    assert '<img src=x onerror="window.__pwned=1">' in page
+    assert driver.execute_script("return window.__pwned === undefined")
+    assert not driver.execute_script(
+        "return Array.from(document.scripts).some(s => s.text.includes('alert(1)'))"
+        " || document.querySelectorAll('img[src=\"x\"]').length > 0"
+        " || Array.from(document.querySelectorAll('i')).some(e => e.textContent === 'draft')")
+    try:
+        driver.switch_to.alert
+        pytest.fail("an alert opened: corpus script ran")
+    except NoAlertPresentException:
+        pass
+
+    purpose = hostile_kb.ask("What helped partners agree a shared purpose?").citations[0]
+    third = ask(driver, "What helped partners agree a shared purpose?",
+                views.citation_reference(purpose, hostile_kb.document(purpose.doc_id).meta.publisher), timeout=60)
+    shot = artifacts() / "browser-ask.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    timings = {"server_start_to_first_answer_s": round(first_answer_after_start, 2),
+               "first_question_to_answer_s": round(asked, 2),
+               "later_answers_s": [round(later, 2), round(third, 2)]}
+    (artifacts() / "browser-timings.json").write_text(json.dumps(timings, indent=1))
+    print(timings)
