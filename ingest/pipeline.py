@@ -165,7 +165,8 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
     except OSError as exc:
         raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
     known = manifest.entries.get(key)
-    if known and known.sha256 == digest and kb.docs.get(known.doc_id) is not None:
+    if (known and known.sha256 == digest and known.vocabulary == kb.vocabulary_hash
+            and kb.docs.get(known.doc_id) is not None):
         return FileResult(key, "unchanged", known.doc_id, len(known.chunk_ids))
     twin = manifest.by_hash(digest)
     if twin and twin.path != key and Path(twin.path).exists():
@@ -185,7 +186,7 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
     passages_bar.update(len(passages))
     kb.link(doc, passages, vectors)
     kb.write_document(doc, passages, vectors)
-    manifest.entries[key] = Entry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages])
+    manifest.entries[key] = Entry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages], kb.vocabulary_hash)
     manifest.save()
     return FileResult(key, "ingested", doc.meta.doc_id, len(passages))
 
