@@ -161,6 +161,10 @@ def ingest(kb: "KnowledgeBase", paths: list[Path], *, prune: bool = False, progr
 def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport, passages_bar) -> FileResult:
     manifest = kb.manifest
     try:
+        size_mb = path.stat().st_size / 1e6
+        if size_mb > kb.settings.max_file_mb:
+            raise IngestError(f"too large: {size_mb:.1f} MB, above the {kb.settings.max_file_mb} MB limit "
+                              "(split it, or raise KB_MAX_FILE_MB)")
         digest = sha256_file(path)
     except OSError as exc:
         raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc

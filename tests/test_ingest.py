@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,33 @@ def test_shipped_corpus_carries_its_sources_metadata(corpus_kb):
     assert docs["vsc-synthesis-2013"]["authors"] == ["Deborah Ghate", "Jane Lewis", "David Welbourn"]
     assert docs["vsc-synthesis-2013"]["pages"] == 54 and docs["vsc-synthesis-2013"]["type"] == "research-report"
     assert (PROJECT_ROOT / "corpus" / "sources.yaml").exists()
+
+
+def test_more_bad_inputs_and_odd_names(new_kb, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    write_pdf(folder / "whole.pdf", ["First page on pooled budgets in Bradford.", "Second page on Total Place."])
+    data = (folder / "whole.pdf").read_bytes()
+    (folder / "truncated.pdf").write_bytes(data[: len(data) // 2])
+    (folder / "latin1.txt").write_bytes("Leaders in Calderdale met at the café to agree a shared narrative.\n".encode("latin-1"))
+    (folder / "report .. v2 ü ß.txt").write_text("Partners in Wirral tackled food poverty together.\n", encoding="utf-8")
+    with (folder / "huge.txt").open("wb") as f:  # 21 MB: above the 20 MB default limit
+        line = b"A very long report about systems leadership and wicked issues.\n"
+        for _ in range(21_000_000 // len(line) + 1):
+            f.write(line)
+    (folder / "sources.yaml").write_text(
+        "- file: latin1.txt\n  id: calderdale-note\n  year: twenty-twelve\n"
+        "- file: whole.pdf\n  id: bradford-pdf\n  title: Bradford notes\n  year: 2010\n", encoding="utf-8")
+    kb = new_kb()
+    report = kb.ingest([folder], progress=False)
+    failed = {Path(r.path).name: r.reason for r in report.failed}
+    assert set(failed) == {"truncated.pdf", "huge.txt"}
+    assert "not a readable PDF" in failed["truncated.pdf"]
+    assert failed["huge.txt"].startswith("too large: 21.0 MB, above the 20 MB limit")
+    assert any("sources.yaml: entry 1 ignored: year 'twenty-twelve' is not a four-digit year" in w for w in report.warnings)
+    assert len(kb.docs.ids()) == 3 and "bradford-pdf" in kb.docs.ids()
+    latin = kb.document("latin1")
+    assert "the café to agree" in latin.text
+    assert kb.document("bradford-pdf").meta.title == "Bradford notes"
+    odd = next(d for d in kb.docs.all() if d.meta.doc_id not in ("bradford-pdf", "latin1"))
+    assert "food poverty" in odd.text and ".." not in odd.meta.doc_id and "/" not in odd.meta.doc_id
