@@ -295,11 +295,15 @@ class Retriever:
         missing = [c for c, _ in ranked if c not in by_id]
         if missing:  # store newer than the snapshot: read those passages directly
             by_id.update({p.chunk_id: p for p in self.kb.store.passages(missing)})
-        for rank, (cid, score) in enumerate(ranked, 1):
-            if cid in by_id:
-                p = by_id[cid]
-                result.hits.append(Hit(passage=p, score=score, title=self.title(p.doc_id), rank=rank,
-                                       similarity=similarity.get(cid)))
+        for cid, score in ranked:
+            p = by_id.get(cid)
+            doc = self.kb.docs.get(p.doc_id) if p else None
+            # While an ingestion replaces a document, a passage of the old version no longer
+            # matches the stored text: leave it out rather than cite words the text lacks.
+            if doc is None or doc.text[p.start:p.end] != p.text:
+                continue
+            result.hits.append(Hit(passage=p, score=score, title=doc.meta.title, rank=len(result.hits) + 1,
+                                   similarity=similarity.get(cid)))
         return result
 
     def rerank(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
