@@ -1,7 +1,8 @@
 """How well passages are linked: precision and recall against hand labels (``evals/linking.jsonl``).
 
 Each gold line names a passage by its document and its first characters (``anchor``) and lists
-the places, concepts and dimensions a careful reader links it to. The passages are linked again
+the places, concepts and/or dimensions a careful reader links it to (a kind left out of a line
+is not scored for it: ``evals/linking_dimensions.jsonl`` labels dimensions only). The passages are linked again
 here by the same :class:`kb.linking.Linker` that ingestion uses, so the figures measure the
 code as shipped; ``calibrate`` sweeps the dimension threshold over the same labels.
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 KINDS = ("places", "concepts", "dimensions")
 GOLD = PROJECT_ROOT / "evals" / "linking.jsonl"
+DIMENSIONS_GOLD = PROJECT_ROOT / "evals" / "linking_dimensions.jsonl"
 TARGETS = {"places": (0.95, 0.9), "concepts": (0.95, 0.9), "dimensions": (0.8, 0.7)}
 
 
@@ -75,10 +77,12 @@ def load_gold(path: Path, known: set[str]) -> list[LinkGold]:
             continue
         try:
             obj = json.loads(line)
-            labels = {k: set(obj[k]) for k in KINDS}
+            labels = {k: set(obj[k]) for k in KINDS if k in obj}
             item = LinkGold(obj["doc_id"], obj["anchor"], labels)
+            if not labels:
+                raise KeyError("places, concepts or dimensions")
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise LinkGoldError(f"{path}, line {n}: needs doc_id, anchor, places, concepts, dimensions ({exc})") from exc
+            raise LinkGoldError(f"{path}, line {n}: needs doc_id, anchor and at least one of places, concepts, dimensions ({exc})") from exc
         unknown = sorted(set().union(*labels.values()) - known)
         if unknown:
             raise LinkGoldError(f"{path}, line {n}: unknown ids {', '.join(unknown)}")
@@ -108,45 +112,56 @@ def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[floa
     return out
 
 
+def _score(linked: list["Passage"], gold: list[LinkGold], kind: str) -> PRF:
+    pairs = [(set(getattr(p, kind)), g.labels[kind]) for p, g in zip(linked, gold) if kind in g.labels]
+    return prf([p for p, _ in pairs], [g for _, g in pairs])
+
+
 def evaluate(kb: "KnowledgeBase", gold: list[LinkGold], threshold: float = DIMENSION_THRESHOLD) -> dict[str, PRF]:
+    """Precision and recall of each kind of link that the gold lines label."""
     linked = relink(kb, gold_passages(kb, gold), [threshold])[threshold]
-    return {k: prf([set(getattr(p, k)) for p in linked], [g.labels[k] for g in gold]) for k in KINDS}
+    return {k: _score(linked, gold, k) for k in KINDS if any(k in g.labels for g in gold)}
 
 
 def calibrate(kb: "KnowledgeBase", gold: list[LinkGold], thresholds: list[float]) -> list[tuple[float, PRF]]:
     """Dimension precision and recall at each threshold."""
     runs = relink(kb, gold_passages(kb, gold), thresholds)
-    return [(t, prf([set(p.dimensions) for p in runs[t]], [g.labels["dimensions"] for g in gold])) for t in thresholds]
+    return [(t, _score(runs[t], gold, "dimensions")) for t in thresholds]
 
 
-def markdown(results: dict[str, PRF], sweep: list[tuple[float, PRF]], n: int) -> str:
-    lines = [f"# Linking: measured against {n} hand-labelled passages", "",
-             "`python -m kb.linking_eval` reproduces this (gold: `evals/linking.jsonl`).", "",
-             "| links | precision | recall | F1 | target (P / R) | true pos. | false pos. | missed |",
-             "|---|---|---|---|---|---|---|---|"]
-    for k, r in results.items():
-        tp, tr = TARGETS[k]
-        lines.append(f"| {k} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} | {tp} / {tr} | {r.tp} | {r.fp} | {r.fn} |")
-    lines += ["", f"Dimension threshold in use: {DIMENSION_THRESHOLD}. Sweep over the same labels:", "",
-              "| threshold | precision | recall | F1 |", "|---|---|---|---|"]
-    lines += [f"| {t:.2f} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |" for t, r in sweep]
-    return "\n".join(lines) + "\n"
+def markdown(sets: list[tuple[str, int, dict[str, PRF], list[tuple[float, PRF]]]]) -> str:
+    lines = ["# Linking, measured against hand-labelled passages", "",
+             "`python -m kb.linking_eval --out evals/LINKING.md` reproduces this. "
+             f"Dimension threshold in use: {DIMENSION_THRESHOLD}.", ""]
+    for name, n, results, sweep in sets:
+        lines += [f"## {name} ({n} passages)", "",
+                  "| links | precision | recall | F1 | target (P / R) | true pos. | false pos. | missed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k, r in results.items():
+            tp, tr = TARGETS[k]
+            lines.append(f"| {k} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} | {tp} / {tr} | {r.tp} | {r.fp} | {r.fn} |")
+        lines += ["", "Dimension threshold sweep:", "", "| threshold | precision | recall | F1 |", "|---|---|---|---|"]
+        lines += [f"| {t:.3f} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |" for t, r in sweep]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     from kb.knowledge import KnowledgeBase
 
     parser = argparse.ArgumentParser(prog="python -m kb.linking_eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", type=Path, default=GOLD)
+    parser.add_argument("--gold", type=Path, nargs="+", default=[GOLD, DIMENSIONS_GOLD])
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env())
     if kb.is_empty():
         kb.ingest()
-    gold = load_gold(args.gold, set(kb.ontology.concepts))
-    results = evaluate(kb, gold)
-    sweep = calibrate(kb, gold, [round(0.40 + 0.025 * i, 3) for i in range(13)])
-    report = markdown(results, sweep, len(gold))
+    sets = []
+    for path in args.gold:
+        gold = load_gold(path, set(kb.ontology.concepts))
+        sweep = calibrate(kb, gold, [round(0.40 + 0.025 * i, 3) for i in range(13)])
+        sets.append((path.name, len(gold), evaluate(kb, gold), sweep))
+    report = markdown(sets)
     print(report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")
