@@ -17,11 +17,12 @@ import pandas as pd
 import streamlit as st
 
 from kb import views
+from kb.answer import warm_answer_vectors
 from kb.config import PROJECT_ROOT, Settings
 from kb.knowledge import KnowledgeBase
 from kb.retrieval import FilterError, Filters
 
-st.set_page_config(page_title="Systems leadership evidence", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="Systems leadership evidence", page_icon=":material/explore:", layout="wide")
 
 EXAMPLES = [
     "How did others handle pooled budgets?",
@@ -48,10 +49,17 @@ def open_kb(env_key: tuple) -> KnowledgeBase:
 @st.cache_resource(show_spinner=False)
 def warm_up(env_key: tuple) -> float:
     """Load the model, the passage snapshot, BM25 and the linker, and answer once, so that the
-    first real question is answered quickly. Returns the seconds it took."""
+    first real question is answered quickly; then encode the corpus's answer sentences in a
+    background thread so that later answers only encode the question (KB_APP_PRECOMPUTE=0 turns
+    that off). Returns the seconds the warm-up took."""
+    import threading
+
     t0 = time.perf_counter()
     kb = open_kb(env_key)
     kb.ask("How do leaders work across organisations?")
+    if dict(env_key).get("KB_APP_PRECOMPUTE", "1") != "0":
+        threading.Thread(target=warm_answer_vectors, args=(kb,),
+                         name="kb-precompute", daemon=True).start()
     return time.perf_counter() - t0
 
 
@@ -238,9 +246,9 @@ def tag_row(p, labels: dict[str, str], prefix: str) -> None:
     if not items:
         return
     cols = st.columns(min(len(items), 5))
-    icons = {"place": "📍", "concept": "💡", "dimension": "🧭"}
+    icons = {"place": ":material/place:", "concept": ":material/lightbulb:", "dimension": ":material/explore:"}
     for i, (kind, cid, label) in enumerate(items):
-        with cols[i % len(cols)].popover(f"{icons[kind]} {label}", width="stretch"):
+        with cols[i % len(cols)].popover(esc(label), icon=icons[kind], width="stretch"):
             st.button(f"Filter answers by this {kind}", key=f"tag-{prefix}-{kind}-{cid}-f",
                       on_click=set_filter, args=(kind, label))
             st.button(f"Open in Browse", key=f"tag-{prefix}-{kind}-{cid}-b", on_click=open_concept, args=(cid,))
@@ -554,12 +562,12 @@ def page_evaluation() -> None:
 
 # -- the app ----------------------------------------------------------------------------------------------------
 PAGES = {
-    "ask": st.Page(page_ask, title="Ask", icon="💬", url_path="ask", default=True),
-    "browse": st.Page(page_browse, title="Browse", icon="🗂️", url_path="browse"),
-    "evidence": st.Page(page_evidence, title="Evidence map", icon="🧮", url_path="evidence-map"),
-    "places": st.Page(page_places, title="Places", icon="📍", url_path="places"),
-    "library": st.Page(page_library, title="Library", icon="📚", url_path="library"),
-    "evaluation": st.Page(page_evaluation, title="Evaluation", icon="📊", url_path="evaluation"),
+    "ask": st.Page(page_ask, title="Ask", icon=":material/chat:", url_path="ask", default=True),
+    "browse": st.Page(page_browse, title="Browse", icon=":material/account_tree:", url_path="browse"),
+    "evidence": st.Page(page_evidence, title="Evidence map", icon=":material/grid_on:", url_path="evidence-map"),
+    "places": st.Page(page_places, title="Places", icon=":material/place:", url_path="places"),
+    "library": st.Page(page_library, title="Library", icon=":material/library_books:", url_path="library"),
+    "evaluation": st.Page(page_evaluation, title="Evaluation", icon=":material/analytics:", url_path="evaluation"),
 }
 
 

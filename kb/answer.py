@@ -118,6 +118,24 @@ def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]
     return out
 
 
+def warm_answer_vectors(kb: "KnowledgeBase", stop=None, batch: int = 8) -> int:
+    """Encode every sentence answers can be built from, in small batches, so that later answers
+    only encode the question (the embedder remembers them). Meant for a background thread of a
+    long-running process; small batches let a question's own encoding in between. ``stop`` (a
+    threading.Event) ends it early. Returns how many sentences it encoded."""
+    texts: list[str] = []
+    for p in kb.retriever.passages:
+        texts += [c.text for c in candidate_sentences(kb, [Hit(passage=p, score=0.0, rank=1)])]
+    todo = [t for t in dict.fromkeys(texts) if not kb.embedder.remembers(t)]
+    done = 0
+    for i in range(0, len(todo), batch):
+        if stop is not None and stop.is_set():
+            break
+        kb.embedder.encode(todo[i:i + batch])
+        done += len(todo[i:i + batch])
+    return done
+
+
 def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = MMR_LAMBDA, floor: float = 0.0) -> list[int]:
     """Maximal marginal relevance: relevant to the question, unlike what is already chosen."""
     chosen: list[int] = []

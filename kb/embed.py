@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -17,7 +18,16 @@ _lock = threading.Lock()
 
 
 class Embedder:
-    """Sentence-transformers encoder with normalised vectors, and a word-piece counter."""
+    """Sentence-transformers encoder with normalised vectors, and a word-piece counter.
+
+    Small batches of short texts (questions, and the sentences answers are built from) are
+    remembered in a bounded LRU, so asking again or about a neighbouring topic does not encode
+    the same sentences twice; large batches (ingestion) pass straight through.
+    """
+
+    CACHE_ITEMS = 20_000
+    CACHE_BATCH = 256
+    CACHE_CHARS = 2_000
 
     def __init__(self, model_path: str) -> None:
         from sentence_transformers import SentenceTransformer
@@ -27,8 +37,11 @@ class Embedder:
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         self.dim = int((getattr(self.model, 'get_embedding_dimension', None) or self.model.get_sentence_embedding_dimension)())
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.hits = self.misses = 0
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with _lock:  # torch on 2 cores: one encode at a time is faster than contending
@@ -37,6 +50,29 @@ class Embedder:
                 convert_to_numpy=True, show_progress_bar=progress,
             )
         return vecs.astype(np.float32)
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if len(texts) > self.CACHE_BATCH or progress:
+            return self._encode(texts, batch_size, progress)
+        with self._cache_lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in known:
+                self._cache.move_to_end(t)
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        fresh = dict(zip(todo, self._encode(todo, batch_size, False)))
+        with self._cache_lock:
+            self.misses += len(todo)
+            self.hits += len(texts) - len(todo)
+            self._cache.update((t, v) for t, v in fresh.items() if len(t) <= self.CACHE_CHARS)
+            while len(self._cache) > self.CACHE_ITEMS:
+                self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[t] if t in known else fresh[t] for t in texts])
+
+    def remembers(self, text: str) -> bool:
+        with self._cache_lock:
+            return text in self._cache
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model would read, without the special tokens."""

@@ -179,3 +179,27 @@ def test_prompt_injection_changes_neither_format_nor_checks(corpus_kb):
     assert answer.answered and answer.mode == "extractive"
     for c in answer.citations:
         check_citation(corpus_kb, c.to_json())
+
+
+def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(corpus_kb, new_kb, tmp_path):
+    from kb.answer import candidate_sentences, warm_answer_vectors
+
+    emb = corpus_kb.embedder
+    texts = ["pooled budgets in Barnet", "a shared purpose", "pooled budgets in Barnet"]
+    before = emb.misses
+    first = emb.encode(texts)
+    assert emb.misses - before == 2 and first.shape == (3, emb.dim)
+    direct = emb._encode(texts, 64, False)
+    assert abs(first - direct).max() < 1e-5
+    hits = emb.hits
+    emb.encode(texts[::-1])
+    assert emb.hits - hits == 3
+    # Warming up covers exactly the sentences answers are built from.
+    (tmp_path / "note.txt").write_text("Leaders in Wigan agreed a shared purpose over two long years of talks. "
+                                       "They pooled budgets for older people and measured what changed.\n", encoding="utf-8")
+    kb = new_kb()
+    assert kb.ingest([tmp_path / "note.txt"], progress=False).ok
+    assert warm_answer_vectors(kb) == 2
+    hit = kb.search("shared purpose", k=1).hits[0]
+    assert all(emb.remembers(c.text) for c in candidate_sentences(kb, [hit]))
+    assert warm_answer_vectors(kb) == 0

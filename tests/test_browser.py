@@ -191,8 +191,25 @@ def ask(d, question: str, expected: str, timeout: float) -> float:
     box = wait_for(d, ready, timeout, "the question box")
     t0 = time.monotonic()
     box.send_keys(question + Keys.ENTER)
-    wait_for(d, lambda d: expected in body_text(d), timeout, repr(expected))
-    return time.monotonic() - t0
+    wait_for(d, lambda d: d.execute_script("return document.body.innerText.includes(arguments[0])", expected),
+             timeout, repr(expected))
+    seconds = time.monotonic() - t0
+    wait_idle(d, timeout)
+    return seconds
+
+
+IDLE = """return document.querySelectorAll('[data-stale="true"]').length === 0
+  && !Array.from(document.querySelectorAll('[data-testid="stStatusWidget"]')).some(e => /Running|Stop/.test(e.innerText))"""
+
+
+def wait_idle(d, timeout: float) -> None:
+    """Wait until the script run has finished and no element from the previous run is left."""
+    def idle_twice(d):
+        if d.execute_script(IDLE):
+            time.sleep(0.3)
+            return d.execute_script(IDLE)
+        return False
+    wait_for(d, idle_twice, timeout, "the app to finish its run")
 
 
 def test_ask_in_a_real_browser(server, driver, hostile_kb):
@@ -224,6 +241,7 @@ def test_ask_in_a_real_browser(server, driver, hostile_kb):
         "return Array.from(document.scripts).some(s => s.text.includes('alert(1)'))"
         " || document.querySelectorAll('img[src=\"x\"]').length > 0"
         " || Array.from(document.querySelectorAll('i')).some(e => e.textContent === 'draft')")
+    driver.save_screenshot(str(artifacts() / "browser-hostile.png"))
     try:
         driver.switch_to.alert
         pytest.fail("an alert opened: corpus script ran")
