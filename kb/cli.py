@@ -283,7 +283,7 @@ def cmd_check(kb, args) -> int:
         for p in problems:
             print(("repaired: " if args.repair else "") + p)
         if not problems:
-            print("consistent: the store, the graph and the manifest agree.")
+            print("consistent: the vocabulary and the graph validate; the store, the graph and the manifest agree.")
     return 0 if (not problems or args.repair) else 1
 
 

@@ -53,6 +53,9 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
         problems.append(f"document(s) stored but not in the manifest: {', '.join(sorted(set(doc_orphans) | set(graph_doc_orphans)))}")
     for path in incomplete:
         problems.append(f"{path}: its passages are missing from Chroma or the graph (an interrupted run?)")
+    stale = sorted(e.path for e in manifest.entries.values() if e.vocabulary != kb.vocabulary_hash)
+    if stale:
+        problems.append(f"{len(stale)} document(s) linked with an older vocabulary (`kb ingest` or --repair re-links them)")
     if not kb.retriever.bm25_current():
         problems.append("the BM25 index is older than the passages")
 
@@ -66,6 +69,7 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
                 entry = manifest.by_doc(doc_id)
                 if entry:
                     incomplete = sorted(set(incomplete) | {entry.path})
+        incomplete = sorted(set(incomplete) | set(stale))
         if incomplete:
             for path in incomplete:
                 manifest.entries[path].sha256 = ""  # forces the file to be ingested again

@@ -185,6 +185,8 @@ def test_a_changed_vocabulary_relinks_on_the_next_ingest(tmp_path, new_kb):
     concepts.write_text(concepts.read_text(encoding="utf-8").replace(
         'skos:altLabel "pooled budget"@en', 'skos:altLabel "kitty fund"@en, "pooled budget"@en', 1), encoding="utf-8")
     kb = new_kb(ontology=folder)
+    from kb.consistency import check
+    assert "1 document(s) linked with an older vocabulary" in " ".join(check(kb))
     report = kb.ingest([docs], progress=False)
     assert [r.status for r in report.results] == ["ingested"]
     assert kb.retriever.passages[0].concepts == ["pooled-budgets"]
