@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60
 CANDIDATES = 50
+# Weights in the fused ranking of the BM25 list for the ontology's expansion labels and of the
+# list of passages linked to what the query names (the query's own lists weigh 1).
+EXPANSION_WEIGHT = 0.2
+LINKED_WEIGHT = 0.2
+# A concept or place linked to more than this share of passages is too common to steer a search.
+COMMON_SHARE = 0.05
 
 
 @dataclass
@@ -226,10 +232,15 @@ class Retriever:
         return [(self._passages[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
 
     def recognise(self, query: str) -> tuple[list[str], list[str]]:
-        """Concepts and places the query names (ids), and the labels that expand it."""
+        """Concepts and places the query names (ids), and the labels that expand it.
+
+        A concept linked to most passages ("systems leadership", in this corpus) tells retrieval
+        nothing, like a stop word: it is recognised but neither expands nor boosts."""
         linker = self.kb.linker
-        named = linker.concepts.ids(query) + linker.places.ids(query)
         onto = self.kb.ontology
+        named = linker.concepts.ids(query) + [c for c in linker.places.ids(query) if onto.concepts[c].scheme == "places"]
+        share = self._link_share()
+        named = [c for c in named if share.get(c, 0.0) <= COMMON_SHARE]
         expansion: list[str] = []
         for cid in named:
             if onto.concepts[cid].scheme != "concepts":
@@ -238,6 +249,19 @@ class Retriever:
                 c = onto.concepts[sub]
                 expansion += [c.label, *c.alt_labels]
         return named, list(dict.fromkeys(expansion))
+
+    def _link_share(self) -> dict[str, float]:
+        """The share of passages linked to each concept and place (cached per snapshot)."""
+        self._load()
+        if getattr(self, "_share_stamp", None) != self._stamp:
+            counts: dict[str, int] = {}
+            for p in self._passages:
+                for cid in {*p.concepts, *p.places}:
+                    counts[cid] = counts.get(cid, 0) + 1
+            total = max(1, len(self._passages))
+            self._share = {c: n / total for c, n in counts.items()}
+            self._share_stamp = self._stamp
+        return self._share
 
     def linked(self, named: list[str], mask: np.ndarray | None) -> list[str]:
         """Ids of passages linked to what the query names (with narrower entries)."""
@@ -271,22 +295,25 @@ class Retriever:
             if vector is None:
                 vector = self.kb.embedder.encode([query])[0]
             dense = self.dense(vector, n, mask)
-        sparse = self.bm25(" ".join([query, *expansion]), n, mask) if mode in ("bm25", "hybrid") else []
+        sparse = self.bm25(query, n, mask) if mode in ("bm25", "hybrid") else []
         similarity = dict(dense)
+        lists = [([c for c, _ in dense], 1.0), ([c for c, _ in sparse], 1.0)]
+        if expansion and mode in ("bm25", "hybrid"):
+            # The alternative labels get a list of their own: pasted into the question they
+            # would swamp its own words.
+            lists.append(([c for c, _ in self.bm25(" ".join(expansion), n, mask)], EXPANSION_WEIGHT))
+        linked = self.linked(named, mask) if mode == "hybrid" else []
+        if linked and vector is not None:
+            boosted = self.kb.store.query(vector, min(n, len(linked)), ids=linked)
+            for p, s in boosted:
+                similarity.setdefault(p.chunk_id, s)
+            lists.append(([p.chunk_id for p, _ in boosted], LINKED_WEIGHT))
         if mode == "dense":
-            ranked = [(cid, s) for cid, s in dense]
-        elif mode == "bm25":
+            ranked = list(dense)
+        elif mode == "bm25" and len(lists) == 2:
             ranked = sparse
         else:
-            lists = [([c for c, _ in dense], 1.0), ([c for c, _ in sparse], 1.0)]
-            linked = self.linked(named, mask)
-            if linked and vector is not None:
-                boosted = self.kb.store.query(vector, min(n, len(linked)), ids=linked)
-                for p, s in boosted:
-                    similarity.setdefault(p.chunk_id, s)
-                lists.append(([p.chunk_id for p, _ in boosted], 0.5))
-            fused = rrf(lists)
-            ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+            ranked = sorted(rrf([lst for lst in lists if lst[0]]).items(), key=lambda kv: -kv[1])
         if self.kb.settings.reranker and ranked:
             ranked = self.rerank(query, ranked[:max(20, k)])
         ranked = ranked[:k]
