@@ -8,6 +8,7 @@ from the question, we say the knowledge base has little on it instead of answeri
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -166,6 +167,16 @@ def compose(kb: "KnowledgeBase", picked: list[Candidate]) -> tuple[str, list[Cit
     return " ".join(parts), citations
 
 
+_NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-z]{2,})(?:['’]s)?\b")
+
+
+def unknown_names(question: str, vocabulary: set[str]) -> list[str]:
+    """Capitalised names in the question (not its first word) that no passage contains:
+    "Glasgow" in a corpus without Glasgow. Passages about other places would not answer it."""
+    return list(dict.fromkeys(m.group(1) for m in _NAME.finditer(question.strip())
+                              if m.group(1).lower() not in vocabulary))
+
+
 def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
            filters: Filters | None = None, expand: bool = True, llm=None) -> Answer:
     """Answer from the knowledge base; ``llm`` (a llama-index LLM) overrides ``KB_LLM``."""
@@ -181,6 +192,12 @@ def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
     if not hits or best < ANSWER_THRESHOLD:
         return Answer(question, False, NO_ANSWER, passages=hits[:k],
                       notes=[f"best passage similarity {best:.2f} is below {ANSWER_THRESHOLD:.2f}"])
+    unknown = unknown_names(question, kb.retriever.vocabulary())
+    if unknown:
+        names = " or ".join(unknown)
+        return Answer(question, False, f"The knowledge base holds nothing on {names}, so there is no answer to "
+                      "give; the closest passages are listed below.", passages=hits[:k],
+                      notes=[f"no passage mentions {names}"])
     if kb.settings.llm or llm is not None:
         from kb.llm import llm_answer
 

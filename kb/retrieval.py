@@ -250,6 +250,17 @@ class Retriever:
                 expansion += [c.label, *c.alt_labels]
         return named, list(dict.fromkeys(expansion))
 
+    def vocabulary(self) -> set[str]:
+        """Every lower-cased word of every passage, title and vocabulary label (cached per snapshot)."""
+        self._load()
+        if getattr(self, "_vocab_stamp", None) != self._stamp:
+            words = {w for c in self.kb.ontology.concepts.values()
+                     for label in (c.label, *c.alt_labels) for w in re.findall(r"[a-z]+", label.lower())}
+            for p, m in zip(self._passages, self._meta):
+                words.update(re.findall(r"[a-z]+", f"{m.get('title', '')} {p.text}".lower()))
+            self._vocabulary, self._vocab_stamp = words, self._stamp
+        return self._vocabulary
+
     def _link_share(self) -> dict[str, float]:
         """The share of passages linked to each concept and place (cached per snapshot)."""
         self._load()

@@ -203,3 +203,13 @@ def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(c
     hit = kb.search("shared purpose", k=1).hits[0]
     assert all(emb.remembers(c.text) for c in candidate_sentences(kb, [hit]))
     assert warm_answer_vectors(kb) == 0
+
+
+def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_kb):
+    for question, name in [("How did Glasgow's health and social care partnership reduce homelessness?", "Glasgow"),
+                           ("How did Finland's municipalities reform their child welfare services?", "Finland")]:
+        answer = corpus_kb.ask(question)
+        assert not answer.answered and answer.citations == []
+        assert answer.answer.startswith(f"The knowledge base holds nothing on {name}")
+    danish = corpus_kb.ask("What did the Danish case show about handling disagreement between partner municipalities?")
+    assert danish.answered and any(c.doc_id == "vsc-synthesis-2013" for c in danish.citations)
