@@ -58,7 +58,8 @@ class PassageStore:
         self.client = client or connect(settings)
         self.collection = self.client.get_or_create_collection(
             settings.collection, embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
+            # ef_search 100 (default 10): at 10k passages the default found half the true top 10.
+            configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
             metadata={"embedding_model": settings.model or "all-MiniLM-L6-v2 (packaged)"},
         )
 
