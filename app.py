@@ -440,10 +440,10 @@ def page_library() -> None:
     st.caption(f"{len(docs)} documents, {sum(d['passages'] for d in docs)} passages, in {kb.settings.home}")
 
     st.subheader("Add a document")
-    st.caption(f"PDF, text, Markdown or HTML, up to {kb.settings.max_upload_mb} MB. It is saved under "
+    st.caption(f"PDF, text, Markdown or HTML, up to {kb.settings.max_file_mb} MB. It is saved under "
                f"{kb.settings.uploads_dir} and ingested like the shipped documents: searchable at once.")
     up = st.file_uploader("Upload", type=list(views.UPLOAD_TYPES), key="upload",
-                          max_upload_size=kb.settings.max_upload_mb)
+                          max_upload_size=kb.settings.max_file_mb)
     done: dict = st.session_state.setdefault("uploads_done", {})
     if up is not None and up.file_id not in done:
         with st.status(f"Ingesting {up.name}…", expanded=True) as status:

@@ -104,7 +104,7 @@ def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
     for hit in hits:
-        doc = kb.docs.get(hit.passage.doc_id)
+        doc = hit.doc(kb)
         if doc is None:
             continue
         for span in sentences(doc.text, hit.passage.start, hit.passage.end):
@@ -156,7 +156,7 @@ def compose(kb: "KnowledgeBase", picked: list[Candidate]) -> tuple[str, list[Cit
     order = sorted(picked, key=lambda c: (c.hit.rank, c.start))
     citations, parts = [], []
     for n, c in enumerate(order, 1):
-        doc = kb.docs.get(c.hit.passage.doc_id)
+        doc = c.hit.doc(kb)
         citations.append(Citation(
             n=n, chunk_id=c.hit.passage.chunk_id, doc_id=doc.meta.doc_id, title=doc.meta.title,
             page=doc.page_at(c.start), quote=doc.text[c.start:c.end], start=c.start, end=c.end,

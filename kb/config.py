@@ -37,7 +37,6 @@ class Settings:
     # Retrieval defaults.
     k: int = 5
     mode: str = "hybrid"
-    max_upload_mb: int = 50
     # Larger files are refused by name: embedding 50 MB of text takes most of an hour on 2 cores.
     max_file_mb: int = 20
     extra: dict = field(default_factory=dict)

@@ -103,7 +103,7 @@ def check_sentence(kb: "KnowledgeBase", sentence: str, cited: list[int], hits: l
         if not 1 <= n <= len(hits):
             continue
         p = hits[n - 1].passage
-        doc = kb.docs.get(p.doc_id)
+        doc = hits[n - 1].doc(kb)
         passage_flat = " ".join(p.text.split())
         if any(q not in passage_flat for q in quoted):
             continue  # an invented quote
@@ -139,7 +139,7 @@ def llm_answer(kb: "KnowledgeBase", question: str, hits: list["Hit"], llm=None):
             notes.append(f"removed unsupported sentence ({checked.reason}): {sentence}")
             continue
         hit = hits[checked.hit_index]
-        doc = kb.docs.get(hit.passage.doc_id)
+        doc = hit.doc(kb)
         n = len(citations) + 1
         citations.append(Citation(
             n=n, chunk_id=hit.passage.chunk_id, doc_id=doc.meta.doc_id, title=doc.meta.title,

@@ -109,6 +109,12 @@ class Hit:
     title: str = ""
     rank: int = 0
     similarity: float | None = None  # cosine similarity to the query, where known
+    # The version of the document the passage was checked against: answers quote from it, so
+    # an ingestion replacing the document meanwhile cannot shift a quote.
+    document: "Document | None" = field(default=None, repr=False, compare=False)
+
+    def doc(self, kb) -> "Document | None":
+        return self.document or kb.docs.get(self.passage.doc_id)
 
     def to_json(self) -> dict:
         p = self.passage

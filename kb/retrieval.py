@@ -341,7 +341,7 @@ class Retriever:
             if doc is None or doc.text[p.start:p.end] != p.text:
                 continue
             result.hits.append(Hit(passage=p, score=score, title=doc.meta.title, rank=len(result.hits) + 1,
-                                   similarity=similarity.get(cid)))
+                                   similarity=similarity.get(cid), document=doc))
         return result
 
     def rerank(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:

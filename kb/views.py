@@ -226,7 +226,7 @@ def ingest_upload(kb: "KnowledgeBase", name: str, data: bytes,
 
     out = UploadOutcome(name=name)
     try:
-        path = save_upload(name, data, kb.settings.uploads_dir, kb.settings.max_upload_mb)
+        path = save_upload(name, data, kb.settings.uploads_dir, kb.settings.max_file_mb)
     except (UploadError, OSError) as exc:
         out.errors.append(f"FAILED    {name}: {exc}")
         return out
