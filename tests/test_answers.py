@@ -213,3 +213,17 @@ def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_
         assert answer.answer.startswith(f"The knowledge base holds nothing on {name}")
     danish = corpus_kb.ask("What did the Danish case show about handling disagreement between partner municipalities?")
     assert danish.answered and any(c.doc_id == "vsc-synthesis-2013" for c in danish.citations)
+
+
+def test_the_knowledge_base_is_a_llama_index_retriever(corpus_kb):
+    from kb.llama import KnowledgeBaseRetriever
+
+    question = "How did others handle pooled budgets?"
+    nodes = KnowledgeBaseRetriever(corpus_kb, k=3).retrieve(question)
+    hits = corpus_kb.search(question, k=3).hits
+    assert [n.node.node_id for n in nodes] == [h.passage.chunk_id for h in hits]
+    for n in nodes:
+        meta = n.node.metadata
+        doc = corpus_kb.document(meta["doc_id"])
+        assert doc.text[n.node.start_char_idx:n.node.end_char_idx] == n.node.get_content()
+        assert meta["page"] == doc.page_at(n.node.start_char_idx) and meta["title"] == doc.meta.title
