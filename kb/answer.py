@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 ANSWER_THRESHOLD = 0.30
 MAX_SENTENCES = 3
 MMR_LAMBDA = 0.75
-SOURCE_PASSAGES = 6
+# Answer sentences come from the top 4 passages: encoding their sentences is most of an
+# answer's time (6 passages: p50 380 ms, gold coverage 0.533; 4: 242 ms, 0.521).
+SOURCE_PASSAGES = 4
 MIN_SENTENCE_CHARS = 30
 NO_ANSWER = ("The knowledge base has little on this question, so there is no answer to give with "
              "confidence. The nearest passages are listed below.")
