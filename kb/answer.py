@@ -124,7 +124,7 @@ def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]
 def warm_answer_vectors(kb: "KnowledgeBase", stop=None, batch: int = 8) -> int:
     """Encode every sentence answers can be built from, in small batches, so that later answers
     only encode the question (the embedder remembers them). Meant for a background thread of a
-    long-running process; small batches let a question's own encoding in between. ``stop`` (a
+    long-running process: it yields to any other encode, so questions go first. ``stop`` (a
     threading.Event) ends it early. Returns how many sentences it encoded."""
     texts: list[str] = []
     for p in kb.retriever.passages:
@@ -134,7 +134,7 @@ def warm_answer_vectors(kb: "KnowledgeBase", stop=None, batch: int = 8) -> int:
     for i in range(0, len(todo), batch):
         if stop is not None and stop.is_set():
             break
-        kb.embedder.encode(todo[i:i + batch])
+        kb.embedder.encode(todo[i:i + batch], background=True)
         done += len(todo[i:i + batch])
     return done
 

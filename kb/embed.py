@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -40,26 +41,40 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.hits = self.misses = 0
+        self._waiting = 0  # encodes that someone is waiting for; background work yields to them
 
-    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], batch_size: int, progress: bool, background: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with _lock:  # torch on 2 cores: one encode at a time is faster than contending
-            vecs = self.model.encode(
-                texts, batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=progress,
-            )
+        if background:
+            while self._waiting:
+                time.sleep(0.01)
+        else:
+            with self._cache_lock:
+                self._waiting += 1
+        try:
+            with _lock:  # torch on 2 cores: one encode at a time is faster than contending
+                vecs = self.model.encode(
+                    texts, batch_size=batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=progress,
+                )
+        finally:
+            if not background:
+                with self._cache_lock:
+                    self._waiting -= 1
         return vecs.astype(np.float32)
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False,
+               background: bool = False) -> np.ndarray:
+        """Vectors of ``texts``; ``background`` work waits while any other encode is waiting."""
         if len(texts) > self.CACHE_BATCH or progress:
-            return self._encode(texts, batch_size, progress)
+            return self._encode(texts, batch_size, progress, background)
         with self._cache_lock:
             known = {t: self._cache[t] for t in texts if t in self._cache}
             for t in known:
                 self._cache.move_to_end(t)
         todo = list(dict.fromkeys(t for t in texts if t not in known))
-        fresh = dict(zip(todo, self._encode(todo, batch_size, False)))
+        fresh = dict(zip(todo, self._encode(todo, batch_size, False, background)))
         with self._cache_lock:
             self.misses += len(todo)
             self.hits += len(texts) - len(todo)
