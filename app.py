@@ -9,7 +9,6 @@ escaped Markdown or ``st.text``/``st.code``; no raw HTML is rendered anywhere.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,9 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from kb import views
-from kb.answer import warm_answer_vectors
-from kb.config import PROJECT_ROOT, Settings
-from kb.knowledge import KnowledgeBase
+from kb.config import PROJECT_ROOT
+from kb.knowledge import KnowledgeBase, shared
 from kb.retrieval import FilterError, Filters
 
 st.set_page_config(page_title="Systems leadership evidence", page_icon=":material/explore:", layout="wide")
@@ -36,31 +34,9 @@ FILTER_KEYS = ("f_place", "f_dimension", "f_concept", "f_doc", "f_year")
 esc = views.md_escape
 
 
-# -- the knowledge base, once per process --------------------------------------------------------
-def _env_key() -> tuple:
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KB_")))
-
-
-@st.cache_resource(show_spinner=False)
-def open_kb(env_key: tuple) -> KnowledgeBase:
-    return KnowledgeBase(Settings.from_env(dict(env_key)))
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up(env_key: tuple) -> float:
-    """Load the model, the passage snapshot, BM25 and the linker, and answer once, so that the
-    first real question is answered quickly; then encode the corpus's answer sentences in a
-    background thread so that later answers only encode the question (KB_APP_PRECOMPUTE=0 turns
-    that off). Returns the seconds the warm-up took."""
-    import threading
-
-    t0 = time.perf_counter()
-    kb = open_kb(env_key)
-    kb.ask("How do leaders work across organisations?")
-    if dict(env_key).get("KB_APP_PRECOMPUTE", "1") != "0":
-        threading.Thread(target=warm_answer_vectors, args=(kb,),
-                         name="kb-precompute", daemon=True).start()
-    return time.perf_counter() - t0
+# -- the knowledge base, once per process (shared with the warm-up `kb app` starts) --------------
+def get_kb() -> KnowledgeBase:
+    return shared()
 
 
 def ensure_ingested(kb: KnowledgeBase) -> None:
@@ -86,10 +62,6 @@ def ensure_ingested(kb: KnowledgeBase) -> None:
         st.code("\n".join(info + errors) or "nothing to do", language=None)
         status.update(label=f"Ingested {len(report.having('ingested'))} documents", state="error" if errors else "complete",
                       expanded=bool(errors))
-
-
-def get_kb() -> KnowledgeBase:
-    return open_kb(_env_key())
 
 
 # -- navigation helpers (callbacks run before the next script run) --------------------------------
@@ -578,9 +550,7 @@ def main() -> None:
         st.switch_page(PAGES[goto])
     kb = get_kb()
     ensure_ingested(kb)
-    if "warm_s" not in st.session_state:
-        with st.spinner("Loading the model and the indexes…"):
-            st.session_state["warm_s"] = warm_up(_env_key())
+    kb.warm_up_in_background()  # `kb app` started it already; `streamlit run app.py` starts it here
     with st.sidebar:
         n_docs = len(kb.docs.ids())
         st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")

@@ -36,6 +36,22 @@ def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
     return [s for s in (_trim(text, s) for s in spans) if s.end > s.start]
 
 
+MIN_SENTENCE_CHARS = 30
+
+
+def quotable_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """The sentences of ``text[start:end]`` that can stand alone: a list item's "- " is left out,
+    and fragments (under 30 characters or 20 letters, such as headings and figures) are skipped.
+    These are what search matches one by one and what answers quote."""
+    out: list[Span] = []
+    for span in sentences(text, start, end):
+        s = span.start + 2 if text.startswith("- ", span.start) else span.start
+        piece = text[s:span.end]
+        if len(piece) >= MIN_SENTENCE_CHARS and sum(ch.isalpha() for ch in piece) >= 20:
+            out.append(Span(s, span.end))
+    return out
+
+
 def _trim(text: str, span: Span) -> Span:
     s, e = span.start, span.end
     while s < e and text[s].isspace():

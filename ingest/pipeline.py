@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 from ingest.base import Extracted, IngestError
-from ingest.chunk import chunk
+from ingest.chunk import chunk, quotable_sentences
 from ingest.html import load_html
 from ingest.metadata import build_meta, entry_for, slugify, sources_for, SOURCES_FILE
 from ingest.normalise import normalise
@@ -21,6 +23,7 @@ from ingest.pdf import load_pdf
 from ingest.text import load_markdown, load_text
 from kb.manifest import Entry
 from kb.models import Document, Passage
+from kb.store import SentenceRecord
 
 if TYPE_CHECKING:
     from kb.knowledge import KnowledgeBase
@@ -169,7 +172,7 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
     except OSError as exc:
         raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
     known = manifest.entries.get(key)
-    if (known and known.sha256 == digest and known.vocabulary == kb.vocabulary_hash
+    if (known and known.sha256 == digest and known.vocabulary == kb.vocabulary_hash and known.sentences is not None
             and kb.docs.get(known.doc_id) is not None):
         return FileResult(key, "unchanged", known.doc_id, len(known.chunk_ids))
     twin = manifest.by_hash(digest)
@@ -187,12 +190,31 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
     if not passages:
         raise IngestError("no passages could be made from its text")
     vectors = kb.embedder.encode([p.embed_text(doc.meta.title) for p in passages])
+    sentences = sentence_records(doc, passages)
+    sentence_vectors = encode_sentences(kb, doc, sentences)
     passages_bar.update(len(passages))
     kb.link(doc, passages, vectors)
-    kb.write_document(doc, passages, vectors)
-    manifest.entries[key] = Entry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages], kb.vocabulary_hash)
+    kb.write_document(doc, passages, vectors, sentences, sentence_vectors)
+    manifest.entries[key] = Entry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages], kb.vocabulary_hash,
+                                  len(sentences))
     manifest.save()
     return FileResult(key, "ingested", doc.meta.doc_id, len(passages))
+
+
+def sentence_records(doc: Document, passages: list[Passage]) -> list[SentenceRecord]:
+    """Every quotable sentence of every passage (a sentence two passages share is in both)."""
+    return [SentenceRecord(p.chunk_id, doc.meta.doc_id, s.start, s.end)
+            for p in passages for s in quotable_sentences(doc.text, p.start, p.end)]
+
+
+def encode_sentences(kb: "KnowledgeBase", doc: Document, records: list[SentenceRecord]) -> np.ndarray:
+    """Vectors of the sentences, each distinct sentence encoded once."""
+    texts = [doc.text[r.start:r.end] for r in records]
+    unique = list(dict.fromkeys(texts))
+    if not unique:
+        return np.zeros((0, kb.embedder.dim), dtype=np.float32)
+    vectors = dict(zip(unique, kb.embedder.encode(unique)))
+    return np.stack([vectors[t] for t in texts])
 
 
 def _unique_doc_id(kb: "KnowledgeBase", doc_id: str, key: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ingest.chunk import sentences
+from ingest.chunk import quotable_sentences
 from kb.models import Hit
 from kb.retrieval import Filters, hit_json
 
@@ -27,10 +27,8 @@ if TYPE_CHECKING:
 ANSWER_THRESHOLD = 0.30
 MAX_SENTENCES = 3
 MMR_LAMBDA = 0.75
-# Answer sentences come from the top 4 passages: encoding their sentences is most of an
-# answer's time (6 passages: p50 380 ms, gold coverage 0.533; 4: 242 ms, 0.521).
-SOURCE_PASSAGES = 4
-MIN_SENTENCE_CHARS = 30
+# Answer sentences come from the top 6 passages (their vectors are stored at ingestion).
+SOURCE_PASSAGES = 6
 NO_ANSWER = ("The knowledge base has little on this question, so there is no answer to give with "
              "confidence. The nearest passages are listed below.")
 
@@ -109,34 +107,23 @@ def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]
         doc = hit.doc(kb)
         if doc is None:
             continue
-        for span in sentences(doc.text, hit.passage.start, hit.passage.end):
-            start = span.start
-            if doc.text.startswith("- ", start):
-                start += 2
-            text = doc.text[start:span.end]
-            if (doc.meta.doc_id, start) in seen or len(text) < MIN_SENTENCE_CHARS or sum(ch.isalpha() for ch in text) < 20:
+        for span in quotable_sentences(doc.text, hit.passage.start, hit.passage.end):
+            if (doc.meta.doc_id, span.start) in seen:
                 continue
-            seen.add((doc.meta.doc_id, start))
-            out.append(Candidate(hit, start, span.end, text))
+            seen.add((doc.meta.doc_id, span.start))
+            out.append(Candidate(hit, span.start, span.end, doc.text[span.start:span.end]))
     return out
 
 
-def warm_answer_vectors(kb: "KnowledgeBase", stop=None, batch: int = 8) -> int:
-    """Encode every sentence answers can be built from, in small batches, so that later answers
-    only encode the question (the embedder remembers them). Meant for a background thread of a
-    long-running process: it yields to any other encode, so questions go first. ``stop`` (a
-    threading.Event) ends it early. Returns how many sentences it encoded."""
-    texts: list[str] = []
-    for p in kb.retriever.passages:
-        texts += [c.text for c in candidate_sentences(kb, [Hit(passage=p, score=0.0, rank=1)])]
-    todo = [t for t in dict.fromkeys(texts) if not kb.embedder.remembers(t)]
-    done = 0
-    for i in range(0, len(todo), batch):
-        if stop is not None and stop.is_set():
-            break
-        kb.embedder.encode(todo[i:i + batch], background=True)
-        done += len(todo[i:i + batch])
-    return done
+def candidate_vectors(kb: "KnowledgeBase", candidates: list[Candidate]) -> np.ndarray:
+    """The candidates' vectors: stored at ingestion, so only sentences of a passage stored by an
+    older version (or read while an ingestion replaces it) are encoded now."""
+    stored = {(r.doc_id, r.start, r.end): v
+              for r, v in kb.store.sentence_vectors(list({c.hit.passage.chunk_id for c in candidates})).items()}
+    keys = [(c.hit.passage.doc_id, c.start, c.end) for c in candidates]
+    todo = [c.text for c, key in zip(candidates, keys) if key not in stored]
+    fresh = iter(kb.embedder.encode(todo)) if todo else iter(())
+    return np.stack([stored[key] if key in stored else next(fresh) for key in keys])
 
 
 def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = MMR_LAMBDA, floor: float = 0.0) -> list[int]:
@@ -213,7 +200,7 @@ def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
     candidates = candidate_sentences(kb, hits[:SOURCE_PASSAGES])
     if not candidates:
         return Answer(question, False, NO_ANSWER, passages=hits[:k])
-    vectors = kb.embedder.encode([c.text for c in candidates])
+    vectors = candidate_vectors(kb, candidates)
     sims = vectors @ vector
     # Prefer sentences from higher-ranked passages a little: fusion already weighed the evidence.
     sims = sims + np.array([0.02 * (SOURCE_PASSAGES - min(c.hit.rank, SOURCE_PASSAGES)) / SOURCE_PASSAGES for c in candidates])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -290,15 +291,15 @@ def cmd_check(kb, args) -> int:
 def cmd_app(kb, args) -> int:
     import subprocess
 
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+    cmd = [sys.executable, "-m", "kb.serve", "--server.port", str(args.port),
            "--server.address", args.address, "--browser.gatherUsageStats", "false",
            "--server.headless", "true"]
     if kb.is_empty():
         print("The knowledge base is empty: ingesting the shipped corpus first.")
-        kb.ingest()
+    kb.prepare_app()
     print(f"Starting the app on http://{args.address}:{args.port}")
-    return subprocess.call(cmd)
+    env = {**os.environ, "KB_HOME": str(kb.settings.home.resolve())}  # --home reaches the app too
+    return subprocess.call(cmd, env=env)
 
 
 COMMANDS = {

@@ -66,6 +66,15 @@ class Settings:
         return self.model or packaged_model_path()
 
     @property
+    def encoder_dir(self) -> Path:
+        """Where the compiled encoder of this model lives (see ``kb.embed.compile_encoder``)."""
+        import hashlib
+        from importlib.metadata import version
+
+        key = f"{self.model_path}|torch {version('torch')}"
+        return self.home / "encoder" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    @property
     def chroma_dir(self) -> Path:
         return self.home / "chroma"
 

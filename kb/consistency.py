@@ -42,25 +42,39 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
                          if not set(e.chunk_ids) <= in_store or not set(e.chunk_ids) <= in_graph
                          or e.doc_id not in docs_on_disk})
     doc_orphans = sorted(docs_on_disk - docs_expected)
+    sentences: dict[str, list[str]] = {}
+    for sid in kb.store.sentence_ids():
+        sentences.setdefault(sid.rsplit("@", 1)[0], []).append(sid)
+    sentence_orphans = sorted(s for chunk, ids in sentences.items() if chunk not in expected for s in ids)
+    incomplete = sorted(set(incomplete) | {
+        e.path for e in manifest.entries.values()
+        if e.sentences is not None and sum(len(sentences.get(c, ())) for c in e.chunk_ids) != e.sentences})
     graph_doc_orphans = sorted(set(kb.graph.docs) - docs_expected)
 
     if store_orphans:
         problems.append(f"{len(store_orphans)} passage(s) in Chroma that no finished ingestion recorded "
                         f"(from documents {', '.join(sorted({_id_doc(i) for i in store_orphans}))})")
+    if sentence_orphans:
+        problems.append(f"{len(sentence_orphans)} sentence vector(s) in Chroma of passages that no finished ingestion recorded")
     if graph_orphans:
         problems.append(f"{len(graph_orphans)} passage(s) in the graph that no finished ingestion recorded")
     if doc_orphans or graph_doc_orphans:
         problems.append(f"document(s) stored but not in the manifest: {', '.join(sorted(set(doc_orphans) | set(graph_doc_orphans)))}")
     for path in incomplete:
-        problems.append(f"{path}: its passages are missing from Chroma or the graph (an interrupted run?)")
+        problems.append(f"{path}: its passages or sentences are missing from Chroma or the graph (an interrupted run?)")
     stale = sorted(e.path for e in manifest.entries.values() if e.vocabulary != kb.vocabulary_hash)
     if stale:
         problems.append(f"{len(stale)} document(s) linked with an older vocabulary (`kb ingest` or --repair re-links them)")
+    unsplit = sorted(e.path for e in manifest.entries.values() if e.sentences is None)
+    if unsplit:
+        problems.append(f"{len(unsplit)} document(s) ingested without sentence vectors by an older version "
+                        "(`kb ingest` or --repair adds them)")
     if not kb.retriever.bm25_current():
         problems.append("the BM25 index is older than the passages")
 
     if repair and problems:
         kb.store.delete(store_orphans)
+        kb.store.delete_sentences(sentence_orphans)
         for doc_id in set(doc_orphans) | set(graph_doc_orphans):
             kb.graph.remove_document(doc_id)
             kb.docs.delete(doc_id)
@@ -69,7 +83,7 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
                 entry = manifest.by_doc(doc_id)
                 if entry:
                     incomplete = sorted(set(incomplete) | {entry.path})
-        incomplete = sorted(set(incomplete) | set(stale))
+        incomplete = sorted(set(incomplete) | set(stale) | set(unsplit))
         if incomplete:
             for path in incomplete:
                 manifest.entries[path].sha256 = ""  # forces the file to be ingested again

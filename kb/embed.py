@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
-import time
+import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -21,60 +24,67 @@ _lock = threading.Lock()
 class Embedder:
     """Sentence-transformers encoder with normalised vectors, and a word-piece counter.
 
-    Small batches of short texts (questions, and the sentences answers are built from) are
-    remembered in a bounded LRU, so asking again or about a neighbouring topic does not encode
-    the same sentences twice; large batches (ingestion) pass straight through.
+    With a compiled encoder (see :func:`compile_encoder`) it runs that instead: the same model
+    and the same vectors, without importing sentence-transformers, which saves seconds at start.
+    Small batches of short texts (questions) are remembered in a bounded LRU; large batches
+    (ingestion) pass straight through.
     """
 
     CACHE_ITEMS = 20_000
     CACHE_BATCH = 256
     CACHE_CHARS = 2_000
 
-    def __init__(self, model_path: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
+    def __init__(self, model_path: str, compiled: Path | None = None) -> None:
         self.model_path = model_path
-        self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
-        self.tokenizer = self.model.tokenizer
-        self.max_seq_length = int(self.model.max_seq_length)
-        self.dim = int((getattr(self.model, 'get_embedding_dimension', None) or self.model.get_sentence_embedding_dimension)())
+        self._model = None
+        self._fast = load_compiled(compiled) if compiled else None
+        if self._fast is not None:
+            self.max_seq_length, self.dim = self._fast.max_seq_length, self._fast.dim
+        else:
+            self.max_seq_length = int(self.model.max_seq_length)
+            self.dim = int((getattr(self.model, "get_embedding_dimension", None)
+                            or self.model.get_sentence_embedding_dimension)())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.hits = self.misses = 0
-        self._waiting = 0  # encodes that someone is waiting for; background work yields to them
 
-    def _encode(self, texts: list[str], batch_size: int, progress: bool, background: bool = False) -> np.ndarray:
+    @property
+    def compiled(self) -> bool:
+        return self._fast is not None
+
+    @property
+    def model(self):
+        """The sentence-transformers model (loaded on first use when a compiled encoder runs)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.model_path, device="cpu", local_files_only=True)
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if background:
-            while self._waiting:
-                time.sleep(0.01)
-        else:
-            with self._cache_lock:
-                self._waiting += 1
-        try:
-            with _lock:  # torch on 2 cores: one encode at a time is faster than contending
-                vecs = self.model.encode(
-                    texts, batch_size=batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=progress,
-                )
-        finally:
-            if not background:
-                with self._cache_lock:
-                    self._waiting -= 1
+        with _lock:  # torch on 2 cores: one encode at a time is faster than contending
+            if self._fast is not None:
+                return self._fast.encode(texts, batch_size, progress)
+            vecs = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=progress)
         return vecs.astype(np.float32)
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False,
-               background: bool = False) -> np.ndarray:
-        """Vectors of ``texts``; ``background`` work waits while any other encode is waiting."""
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Normalised vectors of ``texts``."""
         if len(texts) > self.CACHE_BATCH or progress:
-            return self._encode(texts, batch_size, progress, background)
+            return self._encode(texts, batch_size, progress)
         with self._cache_lock:
             known = {t: self._cache[t] for t in texts if t in self._cache}
             for t in known:
                 self._cache.move_to_end(t)
         todo = list(dict.fromkeys(t for t in texts if t not in known))
-        fresh = dict(zip(todo, self._encode(todo, batch_size, False, background)))
+        fresh = dict(zip(todo, self._encode(todo, batch_size, False)))
         with self._cache_lock:
             self.misses += len(todo)
             self.hits += len(texts) - len(todo)
@@ -91,13 +101,135 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model would read, without the special tokens."""
+        if self._fast is not None:
+            return len(self._fast.counter.encode(text, add_special_tokens=False).ids)
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
 
+def get_embedder(model_path: str, compiled: Path | None = None) -> Embedder:
+    """One model per process and path (tests and the app share it); the compiled encoder when
+    one exists at ``compiled``."""
+    return _embedder(model_path, compiled if compiled is not None and compiled.exists() else None)
+
+
 @lru_cache(maxsize=4)
-def get_embedder(model_path: str) -> Embedder:
-    """One model per process and path (tests and the app share it)."""
-    return Embedder(model_path)
+def _embedder(model_path: str, compiled: Path | None) -> Embedder:
+    return Embedder(model_path, compiled)
+
+
+# -- the compiled encoder -------------------------------------------------------------------------
+@dataclass
+class CompiledEncoder:
+    """A TorchScript trace of transformer + mean pooling + normalisation, and the model's tokenizer."""
+
+    module: object
+    tokenizer: object  # tokenizers.Tokenizer, truncating and padding as sentence-transformers does
+    counter: object    # the same tokenizer without truncation, to count word pieces
+    dim: int
+    max_seq_length: int
+
+    def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        import torch
+        from tqdm import tqdm
+
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding per batch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for b in tqdm(range(0, len(order), batch_size), disable=not progress, desc="Batches"):
+                part = order[b:b + batch_size]
+                enc = self.tokenizer.encode_batch([texts[i] for i in part])
+                vecs = self.module(torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc]),
+                                   torch.tensor([e.type_ids for e in enc]))
+                out[part] = vecs.numpy()
+        return out
+
+
+def _mean_pooled(transformer):
+    """The transformer followed by mean pooling and normalisation, as one torch module to trace."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, return_dict=False)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    return MeanPooled(transformer)
+
+
+CHECK_TEXTS = ["How did others handle pooled budgets?", "Trust",
+               "Leaders agreed a shared purpose over two long years of talks. " * 40]
+
+
+def compile_encoder(embedder: Embedder, path: Path) -> bool:
+    """Trace the embedder's model into ``path`` (TorchScript, with its tokenizer beside it) so that
+    a server can start without importing sentence-transformers. Only models made of a transformer,
+    mean pooling and normalisation qualify; the trace must reproduce the model's vectors, else
+    nothing is written. Returns whether a compiled encoder is at ``path``."""
+    import json
+
+    import torch
+
+    model = embedder.model
+    kinds = [type(m).__name__ for m in model]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) \
+            or getattr(model[1], "pooling_mode", "") != "mean" or not hasattr(model.tokenizer, "backend_tokenizer"):
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        model.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "encoder.json").write_text(json.dumps({
+            "model": embedder.model_path, "dim": embedder.dim, "max_seq_length": embedder.max_seq_length,
+            "pad_id": model.tokenizer.pad_token_id, "pad_token": model.tokenizer.pad_token}))
+        enc = model.tokenizer(CHECK_TEXTS[:2], padding=True, truncation=True, max_length=embedder.max_seq_length,
+                              return_tensors="pt")
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent branches; checked below
+            traced = torch.jit.trace(_mean_pooled(model[0].auto_model.eval()),
+                                     (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), strict=False)
+        traced.save(str(tmp / "encoder.pt"))
+        fast = load_compiled(tmp)
+        expected = model.encode(CHECK_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+        if fast is None or abs(fast.encode(CHECK_TEXTS, 8, False) - expected).max() > 1e-4:
+            return False
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+        return True
+    except Exception:  # noqa: BLE001 - an architecture the trace cannot follow: keep sentence-transformers
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_compiled(path: Path) -> CompiledEncoder | None:
+    """The compiled encoder in ``path``, or None when there is none or it cannot be loaded."""
+    import json
+
+    try:
+        meta = json.loads((path / "encoder.json").read_text())
+        import torch
+        from tokenizers import Tokenizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still supported
+            module = torch.jit.load(str(path / "encoder.pt"), map_location="cpu").eval()
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        counter = Tokenizer.from_file(str(path / "tokenizer.json"))
+        counter.no_truncation()
+        counter.no_padding()
+        tokenizer.enable_truncation(int(meta["max_seq_length"]))
+        tokenizer.enable_padding(pad_id=int(meta["pad_id"]), pad_token=str(meta["pad_token"]))
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError):
+        return None
+    return CompiledEncoder(module, tokenizer, counter, int(meta["dim"]), int(meta["max_seq_length"]))
 
 
 @lru_cache(maxsize=2)

@@ -500,8 +500,9 @@ def _settings(kb: "KnowledgeBase", docs: list["Document"], baseline: LlamaBaseli
     try:
         import kb.retrieval as retrieval
 
-        out["rrf_k"] = getattr(retrieval, "RRF_K", None)
+        out["fusion"] = "min-max normalised scores, summed with weights"
         out["candidates"] = getattr(retrieval, "CANDIDATES", None)
+        out["weights"] = {"expansion": retrieval.EXPANSION_WEIGHT, "linked": retrieval.LINKED_WEIGHT}
         import kb.answer as answer
 
         out["answer_threshold"] = getattr(answer, "ANSWER_THRESHOLD", None)

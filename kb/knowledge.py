@@ -7,8 +7,12 @@ and loads each lazily, once.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,19 +22,59 @@ from kb.manifest import Manifest
 from kb.models import Document, Passage
 from kb.ontology import OntologyError
 
+if TYPE_CHECKING:
+    from kb.store import SentenceRecord
+
 
 class KnowledgeBase:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.docs = DocStore(self.settings.docs_dir)
+        self._warm_lock = threading.Lock()
+        self._warm_seconds: float | None = None
+        self._warm_thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def warm_up(self) -> float:
+        """Load the model and every index and answer once, so that the first real question is
+        quick. Safe to call from several threads: the first does the work, the others wait for it.
+        Returns the seconds the warm-up took."""
+        with self._warm_lock:
+            if self._warm_seconds is None:
+                t0 = time.perf_counter()
+                self.ask("How do leaders work across organisations?")
+                self._warm_seconds = time.perf_counter() - t0
+            return self._warm_seconds
+
+    def prepare_app(self) -> None:
+        """What a long-running app wants before it starts: the shipped corpus ingested when the
+        knowledge base is empty, and the compiled encoder, which cuts seconds off every start."""
+        from kb.embed import compile_encoder
+
+        if self.is_empty():
+            self.ingest()
+        if not self.settings.encoder_dir.exists() and not self.embedder.compiled:
+            compile_encoder(self.embedder, self.settings.encoder_dir)
+
+    def warm_up_in_background(self) -> None:
+        """Start :meth:`warm_up` in a thread, once; pages that need no model render meanwhile."""
+        with self._start_lock:
+            if self._warm_seconds is not None or self._warm_thread is not None:
+                return
+            self._warm_thread = threading.Thread(target=self.warm_up, name="kb-warm-up", daemon=True)
+            self._warm_thread.start()
+
+    @property
+    def warm(self) -> bool:
+        return self._warm_seconds is not None
 
     # -- parts, loaded on first use -------------------------------------------------
     @cached_property
     def embedder(self):
         from kb.embed import get_embedder
 
-        return get_embedder(self.settings.model_path)
+        return get_embedder(self.settings.model_path, self.settings.encoder_dir)
 
     @cached_property
     def store(self):
@@ -96,20 +140,25 @@ class KnowledgeBase:
         """Attach concepts, places and dimensions to each passage."""
         self.linker.link(passages, vectors)
 
-    def write_document(self, doc: Document, passages: list[Passage], vectors: np.ndarray) -> None:
-        """Store a document's text and passages, replacing what an earlier version left."""
+    def write_document(self, doc: Document, passages: list[Passage], vectors: np.ndarray,
+                       sentences: list["SentenceRecord"], sentence_vectors: np.ndarray) -> None:
+        """Store a document's text, passages and sentences, replacing what an earlier version left."""
         from kb.store import to_metadata
 
         self.docs.put(doc)
-        new_ids = {p.chunk_id for p in passages}
-        stale = [i for i in self.store.ids(doc.meta.doc_id) if i not in new_ids]
+        doc_id = doc.meta.doc_id
+        stale = set(self.store.ids(doc_id)) - {p.chunk_id for p in passages}
+        stale_sentences = set(self.store.sentence_ids(doc_id)) - {r.id for r in sentences}
         meta = [to_metadata(p, doc.meta.title, doc.meta.year, doc.meta.type) for p in passages]
         self.store.upsert(passages, vectors, meta)
-        self.store.delete(stale)
+        self.store.upsert_sentences(sentences, sentence_vectors)
+        self.store.delete(sorted(stale))
+        self.store.delete_sentences(sorted(stale_sentences))
         self.graph.replace_document(doc, passages)
 
     def remove_document(self, doc_id: str) -> None:
         self.store.delete(self.store.ids(doc_id))
+        self.store.delete_sentences(self.store.sentence_ids(doc_id))
         self.graph.remove_document(doc_id)
         self.docs.delete(doc_id)
 
@@ -176,3 +225,17 @@ class KnowledgeBase:
         from kb.answer import answer
 
         return answer(self, question, **options)
+
+
+_shared: dict[tuple, KnowledgeBase] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(env: dict[str, str] | None = None) -> KnowledgeBase:
+    """One knowledge base per process and set of ``KB_*`` settings: the app's sessions share it
+    with the warm-up that ``kb app`` starts while the server boots."""
+    key = tuple(sorted((k, v) for k, v in (os.environ if env is None else env).items() if k.startswith("KB_")))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = KnowledgeBase(Settings.from_env(dict(key)))
+        return _shared[key]

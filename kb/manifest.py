@@ -19,6 +19,7 @@ class Entry:
     sha256: str
     chunk_ids: list[str] = field(default_factory=list)
     vocabulary: str = ""  # hash of the ontology it was linked with; a new vocabulary re-links it
+    sentences: int | None = None  # sentence vectors stored; None: ingested before they were
 
 
 class Manifest:

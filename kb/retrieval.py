@@ -1,4 +1,5 @@
-"""Retrieval: dense (Chroma), BM25 (bm25s), fused by reciprocal rank, with the ontology in the loop.
+"""Retrieval: dense (Chroma, matched sentence by sentence) and BM25 (bm25s), fused by normalised
+scores, with the ontology in the loop.
 
 The ontology recognises concepts and places named in a query; their preferred, alternative
 and narrower labels expand the BM25 query, and passages linked to them form a third ranked
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
     from kb.knowledge import KnowledgeBase
 
 MODES = ("hybrid", "dense", "bm25")
-RRF_K = 60
 CANDIDATES = 50
-# Weights in the fused ranking of the BM25 list for the ontology's expansion labels and of the
+# Dense search matches the question against single sentences, then ranks each passage by its
+# best sentence; this many sentences are fetched per passage wanted.
+SENTENCES_PER_PASSAGE = 4
+# Weights in the fused score of the BM25 list for the ontology's expansion labels and of the
 # list of passages linked to what the query names (the query's own lists weigh 1).
 EXPANSION_WEIGHT = 0.2
 LINKED_WEIGHT = 0.2
@@ -74,13 +77,20 @@ def hit_json(hit: Hit, labels: dict[str, str] | None = None) -> dict:
     return out
 
 
-def rrf(rankings: list[tuple[list[str], float]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal rank fusion of ranked id lists, each with a weight."""
-    scores: dict[str, float] = {}
-    for ids, weight in rankings:
-        for rank, cid in enumerate(ids):
-            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank + 1)
-    return scores
+def fuse(rankings: list[tuple[list[tuple[str, float]], float]]) -> dict[str, float]:
+    """Convex combination of min-max normalised scores: each list's best candidate scores its
+    weight, its last scores 0, and a passage missing from a list gets 0 from it. Unlike
+    reciprocal rank fusion, a passage far ahead in one list keeps its lead."""
+    fused: dict[str, float] = {}
+    for ranked, weight in rankings:
+        if not ranked:
+            continue
+        scores = [s for _, s in ranked]
+        low, high = min(scores), max(scores)
+        for cid, score in ranked:
+            norm = (score - low) / (high - low) if high > low else 1.0
+            fused[cid] = fused.get(cid, 0.0) + weight * norm
+    return fused
 
 
 class FilterError(ValueError):
@@ -210,12 +220,19 @@ class Retriever:
 
     # -- the rankings ---------------------------------------------------------------------
     def dense(self, vector: np.ndarray, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
+        """Passages ranked by their sentence most similar to the query, or by their own vector
+        when that is closer (a passage of fragments has no sentence of its own)."""
         ids = None
         if mask is not None:
             ids = [p.chunk_id for p, ok in zip(self._passages, mask) if ok]
             if not ids:
                 return []
-        return [(p.chunk_id, s) for p, s in self.kb.store.query(vector, n, ids=ids)]
+        best: dict[str, float] = {}
+        for record, sim in self.kb.store.query_sentences(vector, n * SENTENCES_PER_PASSAGE, chunk_ids=ids):
+            best[record.chunk_id] = max(sim, best.get(record.chunk_id, -1.0))
+        for p, sim in self.kb.store.query(vector, n, ids=ids):
+            best[p.chunk_id] = max(sim, best.get(p.chunk_id, -1.0))
+        return sorted(best.items(), key=lambda kv: -kv[1])[:n]
 
     def bm25(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
         self._load()
@@ -307,28 +324,29 @@ class Retriever:
                 vector = self.kb.embedder.encode([query])[0]
             dense = self.dense(vector, n, mask)
         sparse = self.bm25(query, n, mask) if mode in ("bm25", "hybrid") else []
-        similarity = dict(dense)
-        lists = [([c for c, _ in dense], 1.0), ([c for c, _ in sparse], 1.0)]
+        lists = [(dense, 1.0), (sparse, 1.0)]
         if expansion and mode in ("bm25", "hybrid"):
             # The alternative labels get a list of their own: pasted into the question they
             # would swamp its own words.
-            lists.append(([c for c, _ in self.bm25(" ".join(expansion), n, mask)], EXPANSION_WEIGHT))
+            lists.append((self.bm25(" ".join(expansion), n, mask), EXPANSION_WEIGHT))
         linked = self.linked(named, mask) if mode == "hybrid" else []
         if linked and vector is not None:
             boosted = self.kb.store.query(vector, min(n, len(linked)), ids=linked)
-            for p, s in boosted:
-                similarity.setdefault(p.chunk_id, s)
-            lists.append(([p.chunk_id for p, _ in boosted], LINKED_WEIGHT))
+            lists.append(([(p.chunk_id, sim) for p, sim in boosted], LINKED_WEIGHT))
         if mode == "dense":
             ranked = list(dense)
         elif mode == "bm25" and len(lists) == 2:
             ranked = sparse
         else:
-            ranked = sorted(rrf([lst for lst in lists if lst[0]]).items(), key=lambda kv: -kv[1])
+            ranked = sorted(fuse(lists).items(), key=lambda kv: -kv[1])
         if self.kb.settings.reranker and ranked:
             ranked = self.rerank(query, ranked[:max(20, k)])
         ranked = ranked[:k]
-        result.best_similarity = max((similarity.get(c, 0.0) for c, _ in ranked), default=0.0)
+        # The question's cosine with each passage's own vector: what the answer threshold is calibrated on.
+        similarity: dict[str, float] = {}
+        if vector is not None and ranked:
+            similarity = {c: float(v @ vector) for c, v in self.kb.store.embeddings([c for c, _ in ranked]).items()}
+        result.best_similarity = max(similarity.values(), default=0.0)
         by_id = {p.chunk_id: p for p in self._passages}
         missing = [c for c, _ in ranked if c not in by_id]
         if missing:  # store newer than the snapshot: read those passages directly

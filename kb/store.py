@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import numpy as np
@@ -51,17 +52,35 @@ def from_record(chunk_id: str, text: str, meta: dict) -> Passage:
     )
 
 
+@dataclass(frozen=True)
+class SentenceRecord:
+    """One quotable sentence of a passage, at its offsets in the document's canonical text."""
+
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.chunk_id}@{self.start}"
+
+
 class PassageStore:
-    """One Chroma collection of passages. Embeddings are always ours; Chroma's default is never used."""
+    """Two Chroma collections: passages, and the sentences of each passage (searched one by one,
+    then quoted in answers without encoding them again). Embeddings are always ours; Chroma's
+    default embedding function is never used."""
 
     def __init__(self, settings: Settings, client=None) -> None:
         self.client = client or connect(settings)
-        self.collection = self.client.get_or_create_collection(
-            settings.collection, embedding_function=None,
+        options = dict(
+            embedding_function=None,
             # ef_search 100 (default 10): at 10k passages the default found half the true top 10.
             configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
             metadata={"embedding_model": settings.model or "all-MiniLM-L6-v2 (packaged)"},
         )
+        self.collection = self.client.get_or_create_collection(settings.collection, **options)
+        self.sentences = self.client.get_or_create_collection(f"{settings.collection}-sentences", **options)
 
     def count(self) -> int:
         return self.collection.count()
@@ -75,19 +94,49 @@ class PassageStore:
             )
 
     def ids(self, doc_id: str | None = None) -> list[str]:
-        where = {"doc_id": doc_id} if doc_id else None
-        out: list[str] = []
-        offset, page = 0, 5000
-        while True:
-            got = self.collection.get(where=where, include=[], limit=page, offset=offset)
-            out.extend(got["ids"])
-            if len(got["ids"]) < page:
-                return out
-            offset += page
+        return _ids(self.collection, doc_id)
 
     def delete(self, ids: list[str], batch: int = 2000) -> None:
         for i in range(0, len(ids), batch):
             self.collection.delete(ids=ids[i:i + batch])
+
+    # -- sentences ------------------------------------------------------------------------
+    def upsert_sentences(self, records: list[SentenceRecord], embeddings: np.ndarray, batch: int = 2000) -> None:
+        for i in range(0, len(records), batch):
+            part = records[i:i + batch]
+            self.sentences.upsert(
+                ids=[r.id for r in part], embeddings=embeddings[i:i + batch],
+                metadatas=[{"chunk_id": r.chunk_id, "doc_id": r.doc_id, "start": r.start, "end": r.end} for r in part],
+            )
+
+    def sentence_ids(self, doc_id: str | None = None) -> list[str]:
+        return _ids(self.sentences, doc_id)
+
+    def delete_sentences(self, ids: list[str], batch: int = 2000) -> None:
+        for i in range(0, len(ids), batch):
+            self.sentences.delete(ids=ids[i:i + batch])
+
+    def sentence_chunks(self) -> set[str]:
+        """The passages that have their sentences stored."""
+        return {i.rsplit("@", 1)[0] for i in self.sentence_ids()}
+
+    def query_sentences(self, embedding: np.ndarray, n: int,
+                        chunk_ids: list[str] | None = None) -> list[tuple[SentenceRecord, float]]:
+        """Nearest sentences with cosine similarity, optionally only those of some passages."""
+        total = self.sentences.count()
+        if total == 0 or n <= 0 or chunk_ids == []:
+            return []
+        where = {"chunk_id": {"$in": chunk_ids}} if chunk_ids is not None else None
+        got = self.sentences.query(query_embeddings=[embedding], n_results=min(n, total), where=where,
+                                   include=["metadatas", "distances"])
+        return [(_sentence(m), 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
+
+    def sentence_vectors(self, chunk_ids: list[str]) -> dict[SentenceRecord, np.ndarray]:
+        """The stored sentences of some passages, with their vectors."""
+        if not chunk_ids:
+            return {}
+        got = self.sentences.get(where={"chunk_id": {"$in": list(chunk_ids)}}, include=["metadatas", "embeddings"])
+        return {_sentence(m): np.asarray(e, dtype=np.float32) for m, e in zip(got["metadatas"], got["embeddings"])}
 
     def passages(self, ids: list[str] | None = None, where: dict | None = None) -> list[Passage]:
         """Passages by id (in the order asked) or by a metadata filter."""
@@ -123,3 +172,19 @@ class PassageStore:
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         got = self.collection.get(ids=ids, include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}
+
+
+def _sentence(meta: dict) -> SentenceRecord:
+    return SentenceRecord(meta["chunk_id"], meta["doc_id"], int(meta["start"]), int(meta["end"]))
+
+
+def _ids(collection, doc_id: str | None = None, page: int = 5000) -> list[str]:
+    where = {"doc_id": doc_id} if doc_id else None
+    out: list[str] = []
+    offset = 0
+    while True:
+        got = collection.get(where=where, include=[], limit=page, offset=offset)
+        out.extend(got["ids"])
+        if len(got["ids"]) < page:
+            return out
+        offset += page

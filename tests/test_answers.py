@@ -8,7 +8,7 @@ import re
 import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
-from kb.retrieval import Filters, FilterError, rrf
+from kb.retrieval import Filters, FilterError, fuse
 
 QUESTIONS = [
     "How did others handle pooled budgets?",
@@ -26,9 +26,15 @@ def check_citation(kb, c) -> None:
     assert doc.page_at(c["start"]) == c["page"]
 
 
-def test_rrf_fuses_rankings():
-    fused = rrf([(["a", "b", "c"], 1.0), (["c", "a"], 1.0)])
-    assert sorted(fused, key=lambda k: -fused[k]) == ["a", "c", "b"]
+def test_fusion_sums_normalised_scores_so_a_clear_lead_survives():
+    dense = [("a", 0.80), ("b", 0.60), ("c", 0.40)]
+    bm25 = [("c", 20.0), ("a", 5.0), ("d", 4.0)]
+    fused = fuse([(dense, 1.0), (bm25, 1.0), ([("b", 0.3)], 0.2)])
+    assert fused == pytest.approx({"a": 1.0 + 1 / 16, "b": 0.5 + 0.2, "c": 1.0, "d": 0.0})
+    assert sorted(fused, key=lambda k: -fused[k]) == ["a", "c", "b", "d"]
+    # first in BM25 alone beats second in both (reciprocal rank fusion would put "x" above "t")
+    fused = fuse([([("m", 0.6), ("x", 0.5), ("y", 0.1)], 1.0), ([("t", 10.0), ("m", 2.0), ("x", 1.9), ("y", 1.0)], 1.0)])
+    assert sorted(fused, key=lambda k: -fused[k]) == ["m", "t", "x", "y"]
 
 
 def test_pooled_budgets_finds_barnet_or_bradford_without_the_words(corpus_kb):
@@ -182,7 +188,7 @@ def test_prompt_injection_changes_neither_format_nor_checks(corpus_kb):
 
 
 def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(corpus_kb, new_kb, tmp_path):
-    from kb.answer import candidate_sentences, warm_answer_vectors
+    from kb.answer import candidate_sentences, candidate_vectors
 
     emb = corpus_kb.embedder
     texts = ["pooled budgets in Barnet", "a shared purpose", "pooled budgets in Barnet"]
@@ -194,15 +200,23 @@ def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(c
     hits = emb.hits
     emb.encode(texts[::-1])
     assert emb.hits - hits == 3
-    # Warming up covers exactly the sentences answers are built from.
+    # Ingestion stores the vector of every sentence answers are built from, so answering
+    # encodes only the question.
     (tmp_path / "note.txt").write_text("Leaders in Wigan agreed a shared purpose over two long years of talks. "
                                        "They pooled budgets for older people and measured what changed.\n", encoding="utf-8")
     kb = new_kb()
     assert kb.ingest([tmp_path / "note.txt"], progress=False).ok
-    assert warm_answer_vectors(kb) == 2
     hit = kb.search("shared purpose", k=1).hits[0]
-    assert all(emb.remembers(c.text) for c in candidate_sentences(kb, [hit]))
-    assert warm_answer_vectors(kb) == 0
+    candidates = candidate_sentences(kb, [hit])
+    assert [c.text for c in candidates] == ["Leaders in Wigan agreed a shared purpose over two long years of talks.",
+                                           "They pooled budgets for older people and measured what changed."]
+    stored = kb.store.sentence_vectors([hit.passage.chunk_id])
+    assert sorted((r.start, r.end) for r in stored) == [(c.start, c.end) for c in candidates]
+    emb._cache.clear()
+    misses = emb.misses
+    vectors = candidate_vectors(kb, candidates)
+    assert emb.misses == misses
+    assert abs(vectors - emb._encode([c.text for c in candidates], 64, False)).max() < 1e-5
 
 
 def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_kb):

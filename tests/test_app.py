@@ -39,7 +39,6 @@ def start(monkeypatch, home: Path):
     for name in ("KB_LLM", "KB_RERANKER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KB_HOME", str(home))
-    monkeypatch.setenv("KB_APP_PRECOMPUTE", "0")   # no background encoding competing with the tests
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     assert not at.exception, at.exception
