@@ -207,9 +207,8 @@ def page_ask() -> None:
     others = [h for h in ans.passages if h.passage.chunk_id not in cited]
     if others:
         with st.expander(f"Other passages found ({len(others)})", expanded=not ans.answered):
-            for h in others:
+            for h in others:  # their tags as text: a page of popovers is slow to draw
                 show_passage(kb, h.passage, labels, f"o{h.rank}")
-                tag_row(h.passage, labels, f"o{h.rank}")
 
 
 def tag_row(p, labels: dict[str, str], prefix: str) -> None:

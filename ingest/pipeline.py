@@ -189,9 +189,8 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
                      target_tokens=kb.settings.target_tokens, overlap=kb.settings.overlap_sentences)
     if not passages:
         raise IngestError("no passages could be made from its text")
-    vectors = kb.embedder.encode([p.embed_text(doc.meta.title) for p in passages])
     sentences = sentence_records(doc, passages)
-    sentence_vectors = encode_sentences(kb, doc, sentences)
+    vectors, sentence_vectors = embed(kb, doc, passages, sentences)
     passages_bar.update(len(passages))
     kb.link(doc, passages, vectors)
     kb.write_document(doc, passages, vectors, sentences, sentence_vectors)
@@ -207,14 +206,18 @@ def sentence_records(doc: Document, passages: list[Passage]) -> list[SentenceRec
             for p in passages for s in quotable_sentences(doc.text, p.start, p.end)]
 
 
-def encode_sentences(kb: "KnowledgeBase", doc: Document, records: list[SentenceRecord]) -> np.ndarray:
-    """Vectors of the sentences, each distinct sentence encoded once."""
-    texts = [doc.text[r.start:r.end] for r in records]
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return np.zeros((0, kb.embedder.dim), dtype=np.float32)
-    vectors = dict(zip(unique, kb.embedder.encode(unique)))
-    return np.stack([vectors[t] for t in texts])
+def embed(kb: "KnowledgeBase", doc: Document, passages: list[Passage],
+          sentences: list[SentenceRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the passages (with their headings) and of the sentences, in one call so that the
+    model batches texts of like length; a sentence two passages share is encoded once."""
+    passage_texts = [p.embed_text(doc.meta.title) for p in passages]
+    sentence_texts = [doc.text[r.start:r.end] for r in sentences]
+    unique = list(dict.fromkeys(sentence_texts))
+    vectors = kb.embedder.encode(passage_texts + unique)
+    by_text = dict(zip(unique, vectors[len(passages):]))
+    sentence_vectors = (np.stack([by_text[t] for t in sentence_texts]) if sentence_texts
+                        else np.zeros((0, kb.embedder.dim), dtype=np.float32))
+    return vectors[:len(passages)], sentence_vectors
 
 
 def _unique_doc_id(kb: "KnowledgeBase", doc_id: str, key: str) -> str:

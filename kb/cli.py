@@ -173,6 +173,8 @@ def cmd_ingest(kb, args) -> int:
             print(f"FAILED    {r.path}: {r.reason}", file=sys.stderr)
         total = kb.store.count()
         print(f"{len(kb.docs.ids())} documents, {total} passages in {kb.settings.home}")
+    if kb.compile_encoder() and not args.json:
+        print(f"compiled the embedding model into {kb.settings.encoder_dir} so that later commands start faster")
     if report.failed:
         print(f"kb: {len(report.failed)} file(s) could not be ingested; the rest were.", file=sys.stderr)
         return 1

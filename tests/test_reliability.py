@@ -95,6 +95,36 @@ def test_check_reports_and_repairs_an_orphan(new_kb, tmp_path):
     assert check(kb) == []
 
 
+def test_check_finds_missing_and_orphan_sentence_vectors_and_older_knowledge_bases(new_kb, tmp_path):
+    from kb.store import SentenceRecord
+
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Partners in Wigan built trust across organisations over many years. "
+                                  "They pooled budgets for older people and measured what changed.\n", encoding="utf-8")
+    assert kb.ingest([folder], progress=False).ok
+    entry = next(iter(kb.manifest.entries.values()))
+    assert entry.sentences == 2 and len(kb.store.sentence_ids()) == 2
+    # Interrupted between the passages and their sentences: one sentence vector is missing,
+    # and one belongs to no recorded passage.
+    kb.store.delete_sentences(kb.store.sentence_ids()[:1])
+    kb.store.upsert_sentences([SentenceRecord("gone:123", "gone", 0, 40)], kb.embedder.encode(["stray"]))
+    problems = check(kb)
+    assert f"{entry.path}: its passages or sentences are missing from Chroma or the graph (an interrupted run?)" in problems
+    assert "1 sentence vector(s) in Chroma of passages that no finished ingestion recorded" in problems
+    check(kb, repair=True)
+    assert check(kb) == [] and len(kb.store.sentence_ids()) == 2
+    # A knowledge base written before sentences were stored is upgraded by the next ingest.
+    kb.manifest.entries[entry.path].sentences = None
+    kb.manifest.save()
+    kb.store.delete_sentences(kb.store.sentence_ids())
+    assert any("without sentence vectors" in p for p in check(kb))
+    report = kb.ingest([folder], progress=False)
+    assert [r.status for r in report.results] == ["ingested"]
+    assert check(kb) == [] and len(kb.store.sentence_ids()) == 2
+
+
 def test_second_ingestion_is_refused_while_one_runs(tmp_path):
     home = tmp_path / "home"
     settings = make_settings(home)
