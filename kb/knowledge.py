@@ -71,10 +71,6 @@ class KnowledgeBase:
             self._warm_thread = threading.Thread(target=self.warm_up, name="kb-warm-up", daemon=True)
             self._warm_thread.start()
 
-    @property
-    def warm(self) -> bool:
-        return self._warm_seconds is not None
-
     # -- parts, loaded on first use -------------------------------------------------
     @cached_property
     def embedder(self):
