@@ -47,26 +47,29 @@ def percentile(values, q):
     return p(list(values), q)
 
 
-def rss_mb() -> float:
-    """Current resident set size of this process, in MB (Linux /proc; ru_maxrss elsewhere)."""
+def _status_mb(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MB (Linux /proc; ru_maxrss elsewhere)."""
+    current = _status_mb("VmRSS")
+    return peak_rss_mb() if current is None else current
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process. VmHWM on Linux: ru_maxrss survives exec, so a child started
     from a big parent would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -28,6 +28,8 @@ def validate(kb: "KnowledgeBase") -> list[str]:
 
 def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
     """Problems in plain words; with ``repair``, fix each and say what was done."""
+    from kb.store import sentence_chunk
+
     problems: list[str] = validate(kb)
     manifest = kb.manifest
     expected = manifest.chunk_ids()
@@ -44,7 +46,7 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
     doc_orphans = sorted(docs_on_disk - docs_expected)
     sentences: dict[str, list[str]] = {}
     for sid in kb.store.sentence_ids():
-        sentences.setdefault(sid.rsplit("@", 1)[0], []).append(sid)
+        sentences.setdefault(sentence_chunk(sid), []).append(sid)
     sentence_orphans = sorted(s for chunk, ids in sentences.items() if chunk not in expected for s in ids)
     incomplete = sorted(set(incomplete) | {
         e.path for e in manifest.entries.values()

@@ -66,6 +66,11 @@ class SentenceRecord:
         return f"{self.chunk_id}@{self.start}"
 
 
+def sentence_chunk(sentence_id: str) -> str:
+    """The passage a stored sentence's id belongs to."""
+    return sentence_id.rsplit("@", 1)[0]
+
+
 class PassageStore:
     """Two Chroma collections: passages, and the sentences of each passage (searched one by one,
     then quoted in answers without encoding them again). Embeddings are always ours; Chroma's
@@ -96,9 +101,8 @@ class PassageStore:
     def ids(self, doc_id: str | None = None) -> list[str]:
         return _ids(self.collection, doc_id)
 
-    def delete(self, ids: list[str], batch: int = 2000) -> None:
-        for i in range(0, len(ids), batch):
-            self.collection.delete(ids=ids[i:i + batch])
+    def delete(self, ids: list[str]) -> None:
+        _delete(self.collection, ids)
 
     # -- sentences ------------------------------------------------------------------------
     def upsert_sentences(self, records: list[SentenceRecord], embeddings: np.ndarray, batch: int = 2000) -> None:
@@ -112,13 +116,8 @@ class PassageStore:
     def sentence_ids(self, doc_id: str | None = None) -> list[str]:
         return _ids(self.sentences, doc_id)
 
-    def delete_sentences(self, ids: list[str], batch: int = 2000) -> None:
-        for i in range(0, len(ids), batch):
-            self.sentences.delete(ids=ids[i:i + batch])
-
-    def sentence_chunks(self) -> set[str]:
-        """The passages that have their sentences stored."""
-        return {i.rsplit("@", 1)[0] for i in self.sentence_ids()}
+    def delete_sentences(self, ids: list[str]) -> None:
+        _delete(self.sentences, ids)
 
     def query_sentences(self, embedding: np.ndarray, n: int,
                         chunk_ids: list[str] | None = None) -> list[tuple[SentenceRecord, float]]:
@@ -188,3 +187,8 @@ def _ids(collection, doc_id: str | None = None, page: int = 5000) -> list[str]:
         if len(got["ids"]) < page:
             return out
         offset += page
+
+
+def _delete(collection, ids: list[str], batch: int = 2000) -> None:
+    for i in range(0, len(ids), batch):
+        collection.delete(ids=ids[i:i + batch])
