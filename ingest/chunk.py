@@ -22,17 +22,24 @@ class Span:
     heading: bool = False
 
 
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
+
+
 def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Sentence spans of ``text[start:end]``, offsets into ``text``, trimmed of whitespace."""
+    """Sentence spans of ``text[start:end]``, offsets into ``text``, trimmed of whitespace.
+    A blank line always ends a sentence, so a heading never runs into the text under it."""
     end = len(text) if end is None else end
     spans: list[Span] = []
     cursor = start
-    for m in _BOUNDARY.finditer(text, start, end):
-        if _ABBREV.search(text[max(cursor, m.start() - 8):m.start()]):
-            continue
-        spans.append(Span(cursor, m.start()))
-        cursor = m.end()
-    spans.append(Span(cursor, end))
+    breaks = [(m.start(), m.end()) for m in _PARAGRAPH.finditer(text, start, end)] + [(end, end)]
+    for stop, resume in breaks:
+        for m in _BOUNDARY.finditer(text, cursor, stop):
+            if _ABBREV.search(text[max(cursor, m.start() - 8):m.start()]):
+                continue
+            spans.append(Span(cursor, m.start()))
+            cursor = m.end()
+        spans.append(Span(cursor, stop))
+        cursor = resume
     return [s for s in (_trim(text, s) for s in spans) if s.end > s.start]
 
 
@@ -83,13 +90,22 @@ def chunk_id(doc_id: str, text: str, seen: dict[str, int]) -> str:
     return f"{doc_id}:{digest}" + (f"-{n}" if n else "")
 
 
+# Bumped when the chunking rules change, so that the next ingestion splits old documents anew.
+# 2: short sections run on past their heading; a blank line ends a sentence.
+CHUNKER_VERSION = 2
+# A section shorter than this many word pieces (a figure label, a heading over a pull quote)
+# does not make a passage of its own: it runs on into what follows, its heading included.
+MIN_PASSAGE_TOKENS = 40
+
+
 def chunk(doc: Document, count_tokens: Callable[[str], int], *, max_tokens: int = 256,
-          target_tokens: int = 200, overlap: int = 1) -> list[Passage]:
+          target_tokens: int = 200, overlap: int = 1, min_tokens: int = MIN_PASSAGE_TOKENS) -> list[Passage]:
     """Pack whole sentences into passages of about ``target_tokens`` word pieces.
 
-    A passage never crosses a heading; the heading is kept as metadata and counted in the
-    budget because it is embedded with the passage. The last ``overlap`` sentences of a
-    passage open the next one.
+    A passage starts afresh at a heading, which is kept as metadata and counted in the budget
+    because it is embedded with the passage; a section under ``min_tokens`` runs on past the
+    next heading, and a short last passage joins the one before, so that no passage is a bare
+    label. The last ``overlap`` sentences of a passage open the next one.
     """
     text = doc.text
     units: list[Span] = []
@@ -103,7 +119,6 @@ def chunk(doc: Document, count_tokens: Callable[[str], int], *, max_tokens: int 
 
     passages: list[Passage] = []
     seen: dict[str, int] = {}
-    heading = ""
     budget = max_tokens - 2  # [CLS] and [SEP]
     # WordPiece splits on whitespace first, so a passage's count is the sum of its sentences'.
     cost: dict[tuple[int, int], int] = {}
@@ -113,39 +128,53 @@ def chunk(doc: Document, count_tokens: Callable[[str], int], *, max_tokens: int 
             cost[(start, end)] = count_tokens(text[start:end])
         return cost[(start, end)]
 
+    def body_tokens(spans: list[Span]) -> int:
+        return sum(span_tokens(s.start, s.end) for s in spans)
+
+    section = ""  # the heading over the text being read
+    heading = ""  # the heading of the passage being packed (where it starts)
     head_cost = count_tokens(doc.meta.title) + 1
 
-    def tokens(spans: list[Span]) -> int:
-        return head_cost + sum(span_tokens(s.start, s.end) for s in spans)
+    def heading_cost(name: str) -> int:
+        return (count_tokens(name) if name else count_tokens(doc.meta.title)) + 1
 
     def fits(start: int, end: int) -> bool:
         return head_cost + span_tokens(start, end) <= budget
 
+    def make(spans: list[Span], name: str) -> Passage:
+        start, end = spans[0].start, spans[-1].end
+        return Passage(chunk_id="", doc_id=doc.meta.doc_id, text=text[start:end], start=start, end=end,
+                       page=doc.page_at(start), heading=name, index=len(passages))
+
     current: list[Span] = []
-
-    def flush() -> None:
-        if not current:
-            return
-        start, end = current[0].start, current[-1].end
-        body = text[start:end]
-        passages.append(Passage(
-            chunk_id=chunk_id(doc.meta.doc_id, body, seen), doc_id=doc.meta.doc_id, text=body,
-            start=start, end=end, page=doc.page_at(start), heading=heading, index=len(passages),
-        ))
-
     for unit in units:
         if unit.heading:
-            flush()
+            section = text[unit.start:unit.end]
+            if current and body_tokens(current) < min_tokens and fits(current[0].start, unit.end):
+                current.append(Span(unit.start, unit.end))
+                continue
+            if current:
+                passages.append(make(current, heading))
             current = []
-            heading = text[unit.start:unit.end]
-            head_cost = count_tokens(heading) + 1
+            heading, head_cost = section, heading_cost(section)
             continue
         pieces = [unit] if fits(unit.start, unit.end) else _split_long(text, unit, fits)
         for piece in pieces:
-            if current and (tokens(current + [piece]) > min(target_tokens, budget)):
-                flush()
+            if current and head_cost + body_tokens(current + [piece]) > min(target_tokens, budget):
+                passages.append(make(current, heading))
                 kept = current[-overlap:] if overlap and len(current) > overlap else []
-                current = kept if kept and tokens(kept + [piece]) <= budget else []
+                current = kept if kept and head_cost + body_tokens(kept + [piece]) <= budget else []
+                if heading != section:
+                    heading, head_cost = section, heading_cost(section)
             current.append(piece)
-    flush()
+    if current:
+        last = passages[-1] if passages else None
+        if (last is not None and body_tokens(current) < min_tokens
+                and heading_cost(last.heading) + span_tokens(last.start, current[-1].end) <= budget):
+            passages[-1] = make([Span(last.start, last.end), current[-1]], last.heading)
+            passages[-1].index = last.index
+        else:
+            passages.append(make(current, heading))
+    for p in passages:
+        p.chunk_id = chunk_id(doc.meta.doc_id, p.text, seen)
     return passages

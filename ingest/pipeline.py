@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ingest.base import Extracted, IngestError
-from ingest.chunk import chunk, quotable_sentences
+from ingest.chunk import CHUNKER_VERSION, chunk, quotable_sentences
 from ingest.html import load_html
 from ingest.metadata import build_meta, entry_for, slugify, sources_for, SOURCES_FILE
 from ingest.normalise import normalise
@@ -173,6 +173,7 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
         raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
     known = manifest.entries.get(key)
     if (known and known.sha256 == digest and known.vocabulary == kb.vocabulary_hash and known.sentences is not None
+            and known.chunker == CHUNKER_VERSION
             and kb.docs.get(known.doc_id) is not None):
         return FileResult(key, "unchanged", known.doc_id, len(known.chunk_ids))
     twin = manifest.by_hash(digest)
@@ -195,7 +196,7 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
     kb.link(doc, passages, vectors)
     kb.write_document(doc, passages, vectors, sentences, sentence_vectors)
     manifest.entries[key] = Entry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages], kb.vocabulary_hash,
-                                  len(sentences))
+                                  len(sentences), CHUNKER_VERSION)
     manifest.save()
     return FileResult(key, "ingested", doc.meta.doc_id, len(passages))
 

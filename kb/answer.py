@@ -157,13 +157,17 @@ def compose(kb: "KnowledgeBase", picked: list[Candidate]) -> tuple[str, list[Cit
 
 
 _NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-z]{2,})(?:['’]s)?\b")
+_ACRONYM = re.compile(r"\b([A-Z]{2,}[A-Z0-9]*)s?\b")
+_YEAR = re.compile(r"\b((?:19|20)[0-9]{2})\b")
 
 
 def unknown_names(question: str, vocabulary: set[str]) -> list[str]:
-    """Capitalised names in the question (not its first word) that no passage contains:
-    "Glasgow" in a corpus without Glasgow. Passages about other places would not answer it."""
-    return list(dict.fromkeys(m.group(1) for m in _NAME.finditer(question.strip())
-                              if m.group(1).lower() not in vocabulary))
+    """What the question names specifically that no passage contains: a capitalised name (not
+    its first word: "Glasgow"), an acronym ("COVID-19") or a year ("2019"). Passages about
+    other places, bodies or years would not answer it."""
+    text = question.strip()
+    found = [m.group(1) for pattern in (_NAME, _ACRONYM, _YEAR) for m in pattern.finditer(text)]
+    return list(dict.fromkeys(name for name in found if name.lower() not in vocabulary))
 
 
 def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",

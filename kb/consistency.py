@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.chunk import CHUNKER_VERSION
+
 if TYPE_CHECKING:
     from kb.knowledge import KnowledgeBase
 
@@ -71,6 +73,10 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
     if unsplit:
         problems.append(f"{len(unsplit)} document(s) ingested without sentence vectors by an older version "
                         "(`kb ingest` or --repair adds them)")
+    rechunk = sorted(e.path for e in manifest.entries.values() if e.sentences is not None and e.chunker != CHUNKER_VERSION)
+    if rechunk:
+        problems.append(f"{len(rechunk)} document(s) split into passages by older chunking rules "
+                        "(`kb ingest` or --repair splits them anew)")
     if not kb.retriever.bm25_current():
         problems.append("the BM25 index is older than the passages")
 
@@ -85,7 +91,7 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
                 entry = manifest.by_doc(doc_id)
                 if entry:
                     incomplete = sorted(set(incomplete) | {entry.path})
-        incomplete = sorted(set(incomplete) | set(stale) | set(unsplit))
+        incomplete = sorted(set(incomplete) | set(stale) | set(unsplit) | set(rechunk))
         if incomplete:
             for path in incomplete:
                 manifest.entries[path].sha256 = ""  # forces the file to be ingested again

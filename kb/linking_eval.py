@@ -91,13 +91,19 @@ def load_gold(path: Path, known: set[str]) -> list[LinkGold]:
 
 
 def gold_passages(kb: "KnowledgeBase", gold: list[LinkGold]) -> list["Passage"]:
-    """The stored passage each gold line names (by document and opening characters)."""
-    by_anchor = {(p.doc_id, p.text[:len(g.anchor)]): p for g in gold for p in kb.retriever.passages
-                 if p.doc_id == g.doc_id and p.text.startswith(g.anchor)}
-    missing = [g.anchor for g in gold if (g.doc_id, g.anchor) not in by_anchor]
+    """The stored passage each gold line names: the one in which the anchor (the labelled
+    passage's opening characters) comes earliest, so that labels survive a short heading or
+    figure label being joined to the front of the passage."""
+    found: dict[tuple[str, str], tuple[int, "Passage"]] = {}
+    for g in gold:
+        for p in kb.retriever.passages:
+            at = p.text.find(g.anchor) if p.doc_id == g.doc_id else -1
+            if at >= 0 and ((g.doc_id, g.anchor) not in found or at < found[(g.doc_id, g.anchor)][0]):
+                found[(g.doc_id, g.anchor)] = (at, p)
+    missing = [g.anchor for g in gold if (g.doc_id, g.anchor) not in found]
     if missing:
         raise LinkGoldError(f"{len(missing)} gold passage(s) not found, e.g. {missing[0]!r}: re-label after re-chunking")
-    return [by_anchor[(g.doc_id, g.anchor)] for g in gold]
+    return [found[(g.doc_id, g.anchor)][1] for g in gold]
 
 
 def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[float]) -> dict[float, list["Passage"]]:

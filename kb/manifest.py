@@ -20,6 +20,7 @@ class Entry:
     chunk_ids: list[str] = field(default_factory=list)
     vocabulary: str = ""  # hash of the ontology it was linked with; a new vocabulary re-links it
     sentences: int | None = None  # sentence vectors stored; None: ingested before they were
+    chunker: int = 1  # the chunking rules it was split by (ingest.chunk.CHUNKER_VERSION)
 
 
 class Manifest:

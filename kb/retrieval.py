@@ -268,13 +268,13 @@ class Retriever:
         return named, list(dict.fromkeys(expansion))
 
     def vocabulary(self) -> set[str]:
-        """Every lower-cased word of every passage, title and vocabulary label (cached per snapshot)."""
+        """Every lower-cased word and number of every passage, title and vocabulary label (cached per snapshot)."""
         self._load()
         if getattr(self, "_vocab_stamp", None) != self._stamp:
             words = {w for c in self.kb.ontology.concepts.values()
-                     for label in (c.label, *c.alt_labels) for w in re.findall(r"[a-z]+", label.lower())}
+                     for label in (c.label, *c.alt_labels) for w in re.findall(r"[a-z0-9]+", label.lower())}
             for p, m in zip(self._passages, self._meta):
-                words.update(re.findall(r"[a-z]+", f"{m.get('title', '')} {p.text}".lower()))
+                words.update(re.findall(r"[a-z0-9]+", f"{m.get('title', '')} {p.text}".lower()))
             self._vocabulary, self._vocab_stamp = words, self._stamp
         return self._vocabulary
 

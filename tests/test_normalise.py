@@ -2,7 +2,7 @@
 
 from ingest.chunk import chunk, sentences
 from ingest.normalise import RawPage, clean_line, normalise
-from kb.models import Document, DocumentMeta
+from kb.models import Block, Document, DocumentMeta
 
 
 def test_clean_line_tabs_and_spaces():
@@ -75,3 +75,36 @@ def test_chunks_fit_the_budget_overlap_and_have_stable_ids():
         assert doc.text[p.start:p.end] == p.text
         assert count(p.embed_text("T")) <= 58
     assert a[1].start < a[0].end  # one sentence of overlap
+
+
+def _document(parts: list[tuple[str, str]]) -> Document:
+    """A document made of (kind, text) blocks, separated by blank lines."""
+    text, blocks = "", []
+    for kind, piece in parts:
+        if text:
+            text += "\n\n"
+        blocks.append(Block(kind, len(text), len(text) + len(piece)))
+        text += piece
+    return Document(DocumentMeta("d", "T"), text, [], blocks)
+
+
+def test_figure_labels_and_lone_headings_run_on_into_the_next_section():
+    story = ("In Denmark strong prior relationships let leaders face up to conflict and work through it. "
+             "They held courageous conversations in a safe space. ") * 3
+    doc = _document([("heading", "Figure 1"), ("para", "Public"), ("para", "Wicked issues"),
+                     ("heading", "Systems Leadership in Denmark"), ("para", story.strip()),
+                     ("heading", "Notes"), ("para", "See page 4.")])
+    passages = chunk(doc, lambda s: len(s.split()), max_tokens=120, target_tokens=100)
+    assert len(passages) == 1
+    (p,) = passages
+    assert p.text.startswith("Public\n\nWicked issues\n\nSystems Leadership in Denmark\n\nIn Denmark")
+    assert p.text.endswith("Notes\n\nSee page 4.")  # a short last section joins the passage before
+    assert p.heading == "Figure 1" and doc.text[p.start:p.end] == p.text
+
+
+def test_a_long_enough_section_still_starts_a_passage_at_its_heading():
+    story = " ".join(f"Sentence {i} tells how partners pooled budgets in Barnet and shared the savings." for i in range(8))
+    doc = _document([("heading", "Barnet"), ("para", story), ("heading", "Bradford"), ("para", story.replace("Barnet", "Bradford"))])
+    passages = chunk(doc, lambda s: len(s.split()), max_tokens=200, target_tokens=150)
+    assert [p.heading for p in passages] == ["Barnet", "Bradford"]
+    assert passages[1].text.startswith("Sentence 0 tells how partners pooled budgets in Bradford")

@@ -123,6 +123,13 @@ def test_check_finds_missing_and_orphan_sentence_vectors_and_older_knowledge_bas
     report = kb.ingest([folder], progress=False)
     assert [r.status for r in report.results] == ["ingested"]
     assert check(kb) == [] and len(kb.store.sentence_ids()) == 2
+    # One split by older chunking rules is split anew by the next ingest, and only that one.
+    kb.manifest.entries[entry.path].chunker = 1
+    kb.manifest.save()
+    assert "1 document(s) split into passages by older chunking rules (`kb ingest` or --repair splits them anew)" in check(kb)
+    assert [r.status for r in kb.ingest([folder], progress=False).results] == ["ingested"]
+    assert [r.status for r in kb.ingest([folder], progress=False).results] == ["unchanged"]
+    assert check(kb) == []
 
 
 def test_second_ingestion_is_refused_while_one_runs(tmp_path):
