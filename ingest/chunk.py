@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from kb.models import Document, Passage
 
@@ -22,36 +22,38 @@ class Span:
     heading: bool = False
 
 
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
+def heading_breaks(doc: Document) -> list[int]:
+    """Where the document's headings begin and end: no sentence runs across them."""
+    return sorted({offset for b in doc.blocks if b.kind == "heading" for offset in (b.start, b.end)})
 
 
-def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+def sentences(text: str, start: int = 0, end: int | None = None, breaks: Sequence[int] = ()) -> list[Span]:
     """Sentence spans of ``text[start:end]``, offsets into ``text``, trimmed of whitespace.
-    A blank line always ends a sentence, so a heading never runs into the text under it."""
+    A sentence also ends at each offset in ``breaks`` (see ``heading_breaks``), so that a heading
+    never runs into the text under it."""
     end = len(text) if end is None else end
     spans: list[Span] = []
     cursor = start
-    breaks = [(m.start(), m.end()) for m in _PARAGRAPH.finditer(text, start, end)] + [(end, end)]
-    for stop, resume in breaks:
+    for stop in [b for b in breaks if start < b < end] + [end]:
         for m in _BOUNDARY.finditer(text, cursor, stop):
             if _ABBREV.search(text[max(cursor, m.start() - 8):m.start()]):
                 continue
             spans.append(Span(cursor, m.start()))
             cursor = m.end()
         spans.append(Span(cursor, stop))
-        cursor = resume
+        cursor = stop
     return [s for s in (_trim(text, s) for s in spans) if s.end > s.start]
 
 
 MIN_SENTENCE_CHARS = 30
 
 
-def quotable_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+def quotable_sentences(text: str, start: int = 0, end: int | None = None, breaks: Sequence[int] = ()) -> list[Span]:
     """The sentences of ``text[start:end]`` that can stand alone: a list item's "- " is left out,
     and fragments (under 30 characters or 20 letters, such as headings and figures) are skipped.
     These are what search matches one by one and what answers quote."""
     out: list[Span] = []
-    for span in sentences(text, start, end):
+    for span in sentences(text, start, end, breaks):
         s = span.start + 2 if text.startswith("- ", span.start) else span.start
         piece = text[s:span.end]
         if len(piece) >= MIN_SENTENCE_CHARS and sum(ch.isalpha() for ch in piece) >= 20:
@@ -91,7 +93,7 @@ def chunk_id(doc_id: str, text: str, seen: dict[str, int]) -> str:
 
 
 # Bumped when the chunking rules change, so that the next ingestion splits old documents anew.
-# 2: short sections run on past their heading; a blank line ends a sentence.
+# 2: short sections run on past their heading; a heading ends a sentence.
 CHUNKER_VERSION = 2
 # A section shorter than this many word pieces (a figure label, a heading over a pull quote)
 # does not make a passage of its own: it runs on into what follows, its heading included.

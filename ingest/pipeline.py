@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ingest.base import Extracted, IngestError
-from ingest.chunk import CHUNKER_VERSION, chunk, quotable_sentences
+from ingest.chunk import CHUNKER_VERSION, chunk, heading_breaks, quotable_sentences
 from ingest.html import load_html
 from ingest.metadata import build_meta, entry_for, slugify, sources_for, SOURCES_FILE
 from ingest.normalise import normalise
@@ -203,8 +203,9 @@ def _ingest_file(kb: "KnowledgeBase", path: Path, key: str, report: IngestReport
 
 def sentence_records(doc: Document, passages: list[Passage]) -> list[SentenceRecord]:
     """Every quotable sentence of every passage (a sentence two passages share is in both)."""
+    breaks = heading_breaks(doc)
     return [SentenceRecord(p.chunk_id, doc.meta.doc_id, s.start, s.end)
-            for p in passages for s in quotable_sentences(doc.text, p.start, p.end)]
+            for p in passages for s in quotable_sentences(doc.text, p.start, p.end, breaks)]
 
 
 def embed(kb: "KnowledgeBase", doc: Document, passages: list[Passage],

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ingest.chunk import quotable_sentences
+from ingest.chunk import heading_breaks, quotable_sentences
 from kb.models import Hit
 from kb.retrieval import Filters, hit_json
 
@@ -107,7 +107,7 @@ def candidate_sentences(kb: "KnowledgeBase", hits: list[Hit]) -> list[Candidate]
         doc = hit.doc(kb)
         if doc is None:
             continue
-        for span in quotable_sentences(doc.text, hit.passage.start, hit.passage.end):
+        for span in quotable_sentences(doc.text, hit.passage.start, hit.passage.end, heading_breaks(doc)):
             if (doc.meta.doc_id, span.start) in seen:
                 continue
             seen.add((doc.meta.doc_id, span.start))

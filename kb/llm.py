@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ingest.chunk import sentences
+from ingest.chunk import heading_breaks, sentences
 
 if TYPE_CHECKING:
     from kb.knowledge import KnowledgeBase
@@ -107,7 +107,7 @@ def check_sentence(kb: "KnowledgeBase", sentence: str, cited: list[int], hits: l
         passage_flat = " ".join(p.text.split())
         if any(q not in passage_flat for q in quoted):
             continue  # an invented quote
-        spans = sentences(doc.text, p.start, p.end)
+        spans = sentences(doc.text, p.start, p.end, heading_breaks(doc))
         vecs = kb.embedder.encode([doc.text[s.start:s.end] for s in spans])
         sims = vecs @ vector
         i = int(np.argmax(sims))

@@ -1,6 +1,6 @@
 """Canonical text: wrapped lines joined, hyphens rejoined, bullets as items, page map exact."""
 
-from ingest.chunk import chunk, sentences
+from ingest.chunk import chunk, heading_breaks, quotable_sentences, sentences
 from ingest.normalise import RawPage, clean_line, normalise
 from kb.models import Block, Document, DocumentMeta
 
@@ -108,3 +108,13 @@ def test_a_long_enough_section_still_starts_a_passage_at_its_heading():
     passages = chunk(doc, lambda s: len(s.split()), max_tokens=200, target_tokens=150)
     assert [p.heading for p in passages] == ["Barnet", "Bradford"]
     assert passages[1].text.startswith("Sentence 0 tells how partners pooled budgets in Bradford")
+
+
+def test_a_heading_ends_a_sentence_but_a_narrow_column_line_does_not():
+    doc = _document([("heading", "Supportive factors: the authorising environment"),
+                     ("para", "We noted that partners had made links with key people in"),
+                     ("para", "other parts of the local area, which gave them leverage.")])
+    quoted = [doc.text[s.start:s.end] for s in quotable_sentences(doc.text, 0, len(doc.text), heading_breaks(doc))]
+    assert quoted == ["Supportive factors: the authorising environment",
+                      "We noted that partners had made links with key people in\n\n"
+                      "other parts of the local area, which gave them leverage."]
