@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold", type=Path, help="gold questions (JSONL); default evals/gold.jsonl")
     p.add_argument("--out", type=Path, help="report folder (default KB_HOME/eval)")
     p.add_argument("--quick", action="store_true", help="skip the llama-index baseline")
+    p.add_argument("--judgements", type=Path,
+                   help="passages judged relevant besides the gold evidence (default: GOLD's .judged.jsonl, if any)")
 
     p = sub.add_parser("check", help="check that the store, graph and manifest agree")
     p.add_argument("--repair", action="store_true", help="fix what is inconsistent")
@@ -267,7 +269,7 @@ def cmd_eval(kb, args) -> int:
     gold = args.gold or (Path(__file__).resolve().parent.parent / "evals" / "gold.jsonl")
     out = args.out or (kb.settings.home / "eval")
     try:
-        report = run_evaluation(kb, gold, out, baseline=not args.quick)
+        report = run_evaluation(kb, gold, out, baseline=not args.quick, judgements=args.judgements)
     except GoldError as exc:
         print(f"kb: {exc}", file=sys.stderr)
         return 2

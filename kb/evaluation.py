@@ -98,6 +98,8 @@ class GoldQuestion:
     evidence: list[GoldEvidence]
     tags: list[str] = field(default_factory=list)
     line: int = 0
+    # Passages besides the gold evidence that assessors judged to answer it (see load_judgements).
+    judged: list[GoldEvidence] = field(default_factory=list)
 
     @property
     def answerable(self) -> bool:
@@ -105,6 +107,9 @@ class GoldQuestion:
 
     def spans(self) -> list[Span]:
         return [e.span() for e in self.evidence]
+
+    def pooled_spans(self) -> list[Span]:
+        return self.spans() + [e.span() for e in self.judged]
 
 
 def _texts(documents) -> dict[str, str] | None:
@@ -208,6 +213,52 @@ def load_gold(path: Path, documents: "Mapping[str, str | Document] | KnowledgeBa
     return questions
 
 
+def judgements_for(gold_path: Path) -> Path:
+    """Where the judged passages of a gold file live by default: ``gold.jsonl`` → ``gold.judged.jsonl``."""
+    gold_path = Path(gold_path)
+    return gold_path.with_name(gold_path.stem + ".judged.jsonl")
+
+
+def load_judgements(path: Path, questions: list[GoldQuestion], documents: "Mapping[str, str | Document]") -> int:
+    """Attach judged passages to their questions; return how many there are.
+
+    Each line is ``{"id": question id, "doc_id", "start", "end", "quote"}``: a passage found by some
+    mode that an assessor judged to answer the question, besides the gold evidence (pooled relevance
+    judgements, as in TREC). ``quote`` must equal ``text[start:end]`` up to whitespace, so that a
+    change to the canonical text is caught rather than silently shifting the span.
+    """
+    path = Path(path)
+    texts = _texts(documents) or {}
+    by_id = {q.id: q for q in questions}
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GoldError(f"{path}: cannot read it as UTF-8 text: {exc}") from None
+    count = 0
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            qid, doc_id, start, end = str(row["id"]), row["doc_id"], row["start"], row["end"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise GoldError(f"{path}, line {number}: needs id, doc_id, start and end ({exc})") from None
+        if qid not in by_id:
+            raise GoldError(f"{path}, line {number}: no question {qid!r} in the gold file")
+        text = texts.get(doc_id)
+        if text is None:
+            raise GoldError(f"{path}, line {number}: unknown doc_id {doc_id!r}")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            raise GoldError(f"{path}, line {number}: offsets {start!r}..{end!r} are not a range of {doc_id!r}")
+        quote = row.get("quote")
+        if quote is not None and " ".join(quote.split()) != " ".join(text[start:end].split()):
+            raise GoldError(f"{path}, line {number}: the text at {start}..{end} of {doc_id!r} is no longer the quote "
+                            f"{quote[:60]!r} (the canonical text changed: locate the quote again)")
+        by_id[qid].judged.append(GoldEvidence(doc_id, start, end, quote))
+        count += 1
+    return count
+
+
 # -- results --------------------------------------------------------------------------------
 @dataclass
 class ModeResult:
@@ -225,6 +276,9 @@ class ModeResult:
     per_tag: dict[str, float]
     latency_p50_ms: float
     latency_p95_ms: float
+    # The same, counting judged passages as relevant too (None without judgements).
+    pooled_recall: dict[int, float] | None = None
+    pooled_mrr: float | None = None
 
 
 @dataclass
@@ -263,10 +317,13 @@ class EvalReport:
     details: list[dict]
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    judgements: str | None = None  # the file of judged passages, if one was used
+    judged_passages: int = 0
 
     def to_json(self) -> dict:
         return {
             "created": self.created, "gold": self.gold, "questions": self.questions,
+            "judgements": self.judgements, "judged_passages": self.judged_passages,
             "answerable": self.answerable, "no_answer": self.no_answer,
             "duration_s": round(self.duration_s, 1), "settings": self.settings,
             "relevance": relevance_rule(),
@@ -293,6 +350,12 @@ class EvalReport:
         for m, r in self.modes.items():
             lines.append(f"{r.label:<22}" + "".join(f"{r.recall[k]:>7.3f}" for k in ks)
                          + f"{r.mrr:>8.3f}{r.ndcg:>9.3f}{r.avg_chars:>9.0f}")
+        if self.judgements:
+            lines += ["", f"Counting the {self.judged_passages} judged passages of {self.judgements} as relevant too",
+                      f"{'mode':<22}" + "".join(f"{'R@' + str(k):>7}" for k in ks) + f"{'MRR@10':>8}"]
+            for r in self.modes.values():
+                if r.pooled_recall is not None:
+                    lines.append(f"{r.label:<22}" + "".join(f"{r.pooled_recall[k]:>7.3f}" for k in ks) + f"{r.pooled_mrr:>8.3f}")
         a = self.answers
         if a:
             lines += [
@@ -313,6 +376,16 @@ class EvalReport:
 def relevance_rule() -> str:
     return (f"a passage is relevant when its [start, end) overlaps a gold evidence span of the same "
             f"document by at least half the span or {MIN_OVERLAP_CHARS} characters, whichever is smaller")
+
+
+def _label(path: Path) -> str:
+    """A path as the report names it: relative to the project when it lies inside it."""
+    from kb.config import PROJECT_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _rounded(obj: Any, digits: int = 4) -> Any:
@@ -426,10 +499,11 @@ class _Ranked:
     judged: list[frozenset[int]]
     chars: list[int]
     seconds: float
+    pooled: list[frozenset[int]] | None = None  # judged against the gold and the judged passages
 
 
 def _score_mode(mode: str, ranked: dict[str, _Ranked], gold: list[GoldQuestion], k_values: Sequence[int],
-                tags: list[str]) -> ModeResult:
+                tags: list[str], pooled: bool = False) -> ModeResult:
     by_id = {q.id: q for q in gold}
     rows = [(by_id[qid], r) for qid, r in ranked.items()]
     per_tag = {}
@@ -447,6 +521,8 @@ def _score_mode(mode: str, ranked: dict[str, _Ranked], gold: list[GoldQuestion],
         curve=recall_curve([r.first for _, r in rows], max(DEPTH, max(k_values))),
         per_tag=per_tag,
         latency_p50_ms=percentile(times, 50), latency_p95_ms=percentile(times, 95),
+        pooled_recall={k: mean(hit_at_k(r.pooled, k) for _, r in rows) for k in k_values} if pooled else None,
+        pooled_mrr=mean(reciprocal_rank(r.pooled, 10) for _, r in rows) if pooled else None,
     )
 
 
@@ -523,9 +599,12 @@ def _settings(kb: "KnowledgeBase", docs: list["Document"], baseline: LlamaBaseli
 
 
 def run_evaluation(kb: "KnowledgeBase", gold_path: Path, out_dir: Path, *, baseline: bool = True,
-                   k_values: Sequence[int] = (1, 5, 10),
+                   k_values: Sequence[int] = (1, 5, 10), judgements: Path | None = None,
                    progress: Callable[[int, int, str], None] | None = None) -> EvalReport:
-    """Evaluate retrieval (every mode, and the llama-index baseline) and answers; write the report to ``out_dir``."""
+    """Evaluate retrieval (every mode, and the llama-index baseline) and answers; write the report to ``out_dir``.
+
+    ``judgements`` (by default the gold file's ``*.judged.jsonl``, if there is one) adds retrieval
+    figures that count judged passages as relevant too."""
     started = time.perf_counter()
     k_values = tuple(sorted({int(k) for k in k_values}))
     if not k_values or k_values[0] < 1 or k_values[-1] > DEPTH:
@@ -535,6 +614,9 @@ def run_evaluation(kb: "KnowledgeBase", gold_path: Path, out_dir: Path, *, basel
         raise ValueError("the knowledge base is empty: run `kb ingest` first")
     documents = {d.meta.doc_id: d for d in docs}
     gold = load_gold(Path(gold_path), documents)
+    if judgements is None and judgements_for(gold_path).exists():
+        judgements = judgements_for(gold_path)
+    judged_passages = load_judgements(judgements, gold, documents) if judgements else 0
     answerable = [q for q in gold if q.answerable]
     unanswerable = [q for q in gold if not q.answerable]
     tags = sorted({t for q in answerable for t in q.tags if t != "no-answer"})
@@ -564,13 +646,14 @@ def run_evaluation(kb: "KnowledgeBase", gold_path: Path, out_dir: Path, *, basel
                     chars = [len(h.passage.text) for h in hits]
                 seconds = time.perf_counter() - t0
                 judged = judge(spans, q.spans())
-                ranked[mode][q.id] = _Ranked(first_relevant_rank(judged), judged, chars, seconds)
+                pooled = judge(spans, q.pooled_spans()) if judgements else None
+                ranked[mode][q.id] = _Ranked(first_relevant_rank(judged), judged, chars, seconds, pooled)
                 bar.step(MODE_LABELS[mode])
         answers, answer_rows = _evaluate_answers(kb, gold, documents, bar)
     finally:
         bar.close()
 
-    results = {m: _score_mode(m, ranked[m], gold, k_values, tags) for m in modes}
+    results = {m: _score_mode(m, ranked[m], gold, k_values, tags, pooled=bool(judgements)) for m in modes}
     details = []
     for q in gold:
         row = {"id": q.id, "question": q.question, "tags": q.tags, "evidence": len(q.evidence)}
@@ -581,19 +664,14 @@ def run_evaluation(kb: "KnowledgeBase", gold_path: Path, out_dir: Path, *, basel
     notes = []
     if llama is not None and llama.relocated:
         notes.append(f"{llama.relocated} baseline nodes had no offsets from llama-index and were located by their text")
-    gold_label = str(gold_path)
-    try:
-        from kb.config import PROJECT_ROOT
-
-        gold_label = str(Path(gold_path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        pass
+    gold_label = _label(gold_path)
     report = EvalReport(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), gold=gold_label,
         questions=len(gold), answerable=len(answerable), no_answer=len(unanswerable),
         settings=_settings(kb, docs, llama), modes=results, answers=answers,
         tags={t: sum(1 for q in answerable if t in q.tags) for t in tags}, details=details,
         duration_s=time.perf_counter() - started, notes=notes,
+        judgements=_label(judgements) if judgements else None, judged_passages=judged_passages,
     )
     write_report(report, Path(out_dir))
     return report
@@ -731,6 +809,20 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
               "|---|" + "---:|" * depth]
     for r in report.modes.values():
         lines.append(f"| {r.label} | " + " | ".join(f"{v:.2f}" for v in r.curve) + " |")
+    if report.judgements:
+        lines += ["", "## Retrieval counting judged passages", "",
+                  f"The gold set names 1–3 evidence passages per question, and other passages can answer too. "
+                  f"`{report.judgements}` lists {report.judged_passages} more passages that an assessor, reading the "
+                  "question, its gold evidence and the passage but not which mode found it or at what rank, judged to "
+                  "answer the question (pooled judgements of the top 5 of BM25, dense, hybrid and hybrid + ontology). "
+                  "Counting them as relevant as well:", "",
+                  "| mode | " + " | ".join(f"recall@{k}" for k in ks) + " | MRR@10 |",
+                  "|---|" + "---:|" * (len(ks) + 1)]
+        for r in report.modes.values():
+            if r.pooled_recall is not None:
+                lines.append(f"| {r.label} | " + " | ".join(_f(r.pooled_recall[k]) for k in ks) + f" | {_f(r.pooled_mrr)} |")
+        lines += ["", "Passages ranked below 5, and the llama-index baseline's own nodes, were not in the pool, so these "
+                  "figures are still lower bounds, the baseline's most of all."]
 
     lines += ["", f"## Recall@{TAG_K} by tag", "",
               "| tag | questions | " + " | ".join(r.label for r in report.modes.values()) + " |",

@@ -8,7 +8,7 @@ import pytest
 
 from kb.cli import main
 from kb.config import PROJECT_ROOT
-from kb.evaluation import MODES, GoldError, load_gold
+from kb.evaluation import MODES, GoldError, judgements_for, load_gold, load_judgements
 
 GOLD = PROJECT_ROOT / "evals" / "gold.jsonl"
 GOOD = {"id": "g1", "question": "What are the six dimensions?",
@@ -122,3 +122,39 @@ def test_kb_eval_on_three_questions_writes_json_markdown_and_png(corpus_kb, tmp_
 
     png = (out / "recall.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_judged_passages_count_in_the_pooled_figures_only(corpus_kb, tmp_path, capsys):
+    rows = {json.loads(line)["id"]: json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()}
+    # A question whose gold evidence belongs to another question: our modes miss it at rank 1...
+    question = {**rows["q005"], "evidence": rows["q055"]["evidence"]}
+    gold = tmp_path / "one.jsonl"
+    gold.write_text(json.dumps(question) + "\n", encoding="utf-8")
+    # ...but an assessor judged the passage hybrid + ontology ranks first to answer it.
+    top = corpus_kb.search(question["question"], k=1).hits[0].passage
+    judged = {"id": "q005", "doc_id": top.doc_id, "start": top.start, "end": top.start + 60, "quote": top.text[:60]}
+    judgements = tmp_path / "one.judged.jsonl"  # found beside the gold file without a flag
+    judgements.write_text(json.dumps(judged) + "\n", encoding="utf-8")
+    out = tmp_path / "report"
+    assert main(["--home", str(corpus_kb.settings.home), "eval", "--gold", str(gold), "--out", str(out), "--quick"]) == 0
+    assert "Counting the 1 judged passages of" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    r = report["retrieval"]["hybrid+ontology"]
+    assert r["recall"]["1"] == 0.0 and r["pooled_recall"]["1"] == 1.0 and r["pooled_mrr"] == 1.0
+    assert report["judged_passages"] == 1
+    assert "## Retrieval counting judged passages" in (out / "report.md").read_text(encoding="utf-8")
+
+    # A judgement whose text no longer matches, or that names no gold question, stops the run.
+    for bad, problem in [({**judged, "quote": "words the passage does not start with"}, "is no longer the quote"),
+                         ({**judged, "id": "q999"}, "no question 'q999' in the gold file")]:
+        judgements.write_text(json.dumps(bad) + "\n", encoding="utf-8")
+        assert main(["--home", str(corpus_kb.settings.home), "eval", "--gold", str(gold), "--out", str(out), "--quick"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"kb: {judgements}, line 1: ") and problem in err
+
+
+def test_the_shipped_judgements_resolve_against_the_corpus(corpus_kb):
+    for name in ("gold", "heldout"):
+        questions = load_gold(PROJECT_ROOT / "evals" / f"{name}.jsonl", corpus_kb)
+        assert load_judgements(judgements_for(PROJECT_ROOT / "evals" / f"{name}.jsonl"), questions, corpus_kb) > 40
+        assert any(q.judged for q in questions)
