@@ -442,6 +442,9 @@ def page_library() -> None:
 
 
 # -- Evaluation -------------------------------------------------------------------------------------------------
+COMMITTED_REPORTS = {"RESULTS.md": "recall.png", "HELDOUT.md": "heldout-recall.png"}  # in evals/, with their plots
+
+
 def show_report(folder: Path, title: str) -> bool:
     data = None
     rj = folder / "report.json"
@@ -466,6 +469,10 @@ def show_report(folder: Path, title: str) -> bool:
                 row.update({f"R@{k}": v for k, v in (r.get("recall") or {}).items()})
                 row.update({"MRR": r.get("mrr"), "nDCG": r.get("ndcg"), "chars@5": r.get("avg_chars"),
                             "p50 ms": r.get("latency_p50_ms")})
+                # Counting the passages judged to answer besides the gold evidence (GOLD.judged.jsonl).
+                row.update({f"R@{k} judged": v for k, v in (r.get("pooled_recall") or {}).items()})
+                if r.get("pooled_mrr") is not None:
+                    row["MRR judged"] = r["pooled_mrr"]
                 rows.append(row)
             st.dataframe(pd.DataFrame(rows), hide_index=True)
         answers = data.get("answers")
@@ -486,18 +493,19 @@ def page_evaluation() -> None:
     out = kb.settings.home / "eval"
     shown = show_report(out, f"Latest report ({out})")
     repo = PROJECT_ROOT / "evals"
-    results = repo / "RESULTS.md"
-    if results.exists():
-        with st.expander("Committed results (evals/RESULTS.md)", expanded=not shown):
-            st.code(results.read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
-            for png in sorted(repo.glob("*.png")):
-                st.image(str(png), caption=png.name)
-    elif not shown:
+    committed = {name: plot for name, plot in COMMITTED_REPORTS.items() if (repo / name).exists()}
+    for name, plot in committed.items():
+        with st.expander(f"Committed results (evals/{name})", expanded=not shown and name == "RESULTS.md"):
+            st.code((repo / name).read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
+            if (repo / plot).exists():
+                st.image(str(repo / plot), caption=plot)
+    if not committed and not shown:
         st.info("No evaluation report yet: run one below (or `kb eval`).")
 
     st.subheader("Run the evaluation")
-    source = st.radio("Gold set", ["Shipped (evals/gold.jsonl)", "Upload a JSONL file"], key="eval_source", horizontal=True)
-    gold_path: Path | None = repo / "gold.jsonl"
+    source = st.radio("Gold set", ["Shipped (evals/gold.jsonl)", "Held-out (evals/heldout.jsonl)", "Upload a JSONL file"],
+                      key="eval_source", horizontal=True)
+    gold_path: Path | None = repo / ("heldout.jsonl" if source.startswith("Held-out") else "gold.jsonl")
     if source.startswith("Upload"):
         gold = st.file_uploader("Gold questions (JSONL, one object per line with 'question' and 'evidence')",
                                 type=["jsonl", "json"], key="eval_gold")
