@@ -133,12 +133,13 @@ def chunk(doc: Document, count_tokens: Callable[[str], int], *, max_tokens: int 
     def body_tokens(spans: list[Span]) -> int:
         return sum(span_tokens(s.start, s.end) for s in spans)
 
+    def heading_cost(name: str) -> int:
+        """What the heading embedded with a passage costs (the title when it has none)."""
+        return count_tokens(name or doc.meta.title) + 1
+
     section = ""  # the heading over the text being read
     heading = ""  # the heading of the passage being packed (where it starts)
-    head_cost = count_tokens(doc.meta.title) + 1
-
-    def heading_cost(name: str) -> int:
-        return (count_tokens(name) if name else count_tokens(doc.meta.title)) + 1
+    head_cost = heading_cost(heading)
 
     def fits(start: int, end: int) -> bool:
         return head_cost + span_tokens(start, end) <= budget

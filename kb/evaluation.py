@@ -503,7 +503,7 @@ class _Ranked:
 
 
 def _score_mode(mode: str, ranked: dict[str, _Ranked], gold: list[GoldQuestion], k_values: Sequence[int],
-                tags: list[str], pooled: bool = False) -> ModeResult:
+                tags: list[str]) -> ModeResult:
     by_id = {q.id: q for q in gold}
     rows = [(by_id[qid], r) for qid, r in ranked.items()]
     per_tag = {}
@@ -511,6 +511,7 @@ def _score_mode(mode: str, ranked: dict[str, _Ranked], gold: list[GoldQuestion],
         tagged = [r for q, r in rows if tag in q.tags]
         per_tag[tag] = mean(hit_at_k(r.judged, TAG_K) for r in tagged)
     times = [r.seconds * 1000 for _, r in rows]
+    pooled = bool(rows) and all(r.pooled is not None for _, r in rows)
     return ModeResult(
         mode=mode, label=MODE_LABELS.get(mode, mode), questions=len(rows),
         recall={k: mean(hit_at_k(r.judged, k) for _, r in rows) for k in k_values},
@@ -653,7 +654,7 @@ def run_evaluation(kb: "KnowledgeBase", gold_path: Path, out_dir: Path, *, basel
     finally:
         bar.close()
 
-    results = {m: _score_mode(m, ranked[m], gold, k_values, tags, pooled=bool(judgements)) for m in modes}
+    results = {m: _score_mode(m, ranked[m], gold, k_values, tags) for m in modes}
     details = []
     for q in gold:
         row = {"id": q.id, "question": q.question, "tags": q.tags, "evidence": len(q.evidence)}
