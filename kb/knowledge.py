@@ -92,8 +92,10 @@ class KnowledgeBase:
 
     @cached_property
     def vocabulary_hash(self) -> str:
-        """A hash of the vocabulary files, so passages linked with an older vocabulary are re-linked."""
-        h = hashlib.sha256()
+        """A hash of the vocabulary files and the linking rules, so passages linked with older ones are re-linked."""
+        from kb.linking import RULES_VERSION
+
+        h = hashlib.sha256(f"linking rules {RULES_VERSION}\0".encode())
         for path in sorted(self.settings.ontology.glob("*.ttl")):
             h.update(path.name.encode() + b"\0" + path.read_bytes())
         return h.hexdigest()[:16]

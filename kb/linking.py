@@ -19,6 +19,16 @@ _TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?|[0-9]+")  # "Budgets4": a wo
 _ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\b[\w.-]+\.(?:co\.uk|org\.uk|gov\.uk|ac\.uk|nhs\.uk|com|org|net)\b\S*",
                       re.IGNORECASE)
 
+# Bump when the linking rules change, so that `kb ingest` re-links stored passages.
+RULES_VERSION = 2
+
+# A speaker's tag after a quotation ("… children.” (DCS)") says who spoke, not what about.
+_ATTRIBUTION = re.compile(r"(?<=[”\"’])\s*\([^()\n]{1,40}\)")
+# "North West London" names a part of London: the city inside it is not linked on its own
+# (a search for London still finds the passage, through the narrower place).
+_QUALIFIERS = {"north", "south", "east", "west", "northwest", "northeast", "southwest", "southeast",
+               "nw", "ne", "sw", "se", "central", "inner", "outer", "greater"}
+
 # Similarity above which a passage evidences a dimension it does not name
 # (calibrated on evals/linking.jsonl; see evals/LINKING.md).
 DIMENSION_THRESHOLD = 0.60
@@ -36,6 +46,14 @@ def fold(word: str) -> str:
     if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
         return w[:-1]
     return w
+
+
+def blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span replaced by spaces, so that offsets still hold."""
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
 
 
 def tokens(text: str) -> list[tuple[str, int, int]]:
@@ -77,7 +95,7 @@ class LabelMatcher:
         return best
 
     def find(self, text: str) -> list[Match]:
-        toks = tokens(_ADDRESS.sub(lambda m: " " * len(m.group(0)), text))
+        toks = tokens(blank(text, [m.span() for m in _ADDRESS.finditer(text)]))
         out: list[Match] = []
         i = 0
         while i < len(toks):
@@ -160,10 +178,18 @@ class Linker:
         """Set ``concepts``, ``places`` and ``dimensions`` (ids) on each passage, in place."""
         scores = dimension_scores(vectors, self.facet_vectors, self.facet_dims) if len(self.facet_dims) else [{}] * len(passages)
         for p, s in zip(passages, scores):
-            p.concepts = self.concepts.ids(p.text)
+            p.concepts = self.concept_ids(p.text)
             p.places = self.place_ids(p.text)
             named = list(dict.fromkeys(self.top_dimension.get(d, d) for d in self.dimension_labels.ids(p.text)))
             p.dimensions = choose_dimensions(s, named, threshold)
+
+    def concept_ids(self, text: str) -> list[str]:
+        """Concepts named, except inside an organisation's name ("Social Care Institute for
+        Excellence" is not social care) or a speaker's tag after a quotation ("(DCS)")."""
+        spans = [(m.start, m.end) for m in self.places.find(text)
+                 if self.ontology.concepts[m.concept_id].scheme == "organisations"]
+        spans += [m.span() for m in _ATTRIBUTION.finditer(text)]
+        return self.concepts.ids(blank(text, spans))
 
     def place_ids(self, text: str) -> list[str]:
         """Places named, including the parts a joint name spells out ("Lambeth & Southwark")
@@ -175,5 +201,13 @@ class Linker:
                 continue
             out.append(m.concept_id)
             family = self.ontology.narrower_closure(m.concept_id) | set(self.ontology.broader_closure(m.concept_id))
-            out += [c for c in self.places.nested(m.label) if c in family]
+            out += [c for c in self.places.nested(m.label) if c in family and not self._qualified(m.label, c)]
         return list(dict.fromkeys(out))
+
+    def _qualified(self, label: str, cid: str) -> bool:
+        """Whether ``label`` is compass words before a label of ``cid`` ("North West London")."""
+        words = [t for t, _, _ in tokens(label)]
+        while words and words[0] in _QUALIFIERS:
+            words = words[1:]
+        c = self.ontology.concepts[cid]
+        return len(words) < len(tokens(label)) and any(words == [t for t, _, _ in tokens(x)] for x in [c.label, *c.alt_labels])

@@ -255,7 +255,7 @@ class Retriever:
         nothing, like a stop word: it is recognised but neither expands nor boosts."""
         linker = self.kb.linker
         onto = self.kb.ontology
-        named = linker.concepts.ids(query) + [c for c in linker.places.ids(query) if onto.concepts[c].scheme == "places"]
+        named = linker.concept_ids(query) + [c for c in linker.places.ids(query) if onto.concepts[c].scheme == "places"]
         share = self._link_share()
         named = [c for c in named if share.get(c, 0.0) <= COMMON_SHARE]
         expansion: list[str] = []
