@@ -22,8 +22,9 @@ _ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\b[\w.-]+\.(?:co\.uk|org\
 # Bump when the linking rules change, so that `kb ingest` re-links stored passages.
 RULES_VERSION = 2
 
-# A speaker's tag after a quotation ("… children.” (DCS)") says who spoke, not what about.
-_ATTRIBUTION = re.compile(r"(?<=[”\"’])\s*\([^()\n]{1,40}\)")
+# A speaker's tag after a quotation ("… children.” (DCS)") says who spoke, not what about; an
+# acronym in brackets tags a speaker or repeats the name before it, so it adds no mention.
+_ATTRIBUTION = re.compile(r"(?<=[”\"’])\s*\([^()\n]{1,40}\)|\([A-Z]{2,6}s?\)")
 # "North West London" names a part of London: the city inside it is not linked on its own
 # (a search for London still finds the passage, through the narrower place).
 _QUALIFIERS = {"north", "south", "east", "west", "northwest", "northeast", "southwest", "southeast",
@@ -185,7 +186,7 @@ class Linker:
 
     def concept_ids(self, text: str) -> list[str]:
         """Concepts named, except inside an organisation's name ("Social Care Institute for
-        Excellence" is not social care) or a speaker's tag after a quotation ("(DCS)")."""
+        Excellence" is not social care) or a speaker's tag ("… children.” (DCS)")."""
         spans = [(m.start, m.end) for m in self.places.find(text)
                  if self.ontology.concepts[m.concept_id].scheme == "organisations"]
         spans += [m.span() for m in _ATTRIBUTION.finditer(text)]

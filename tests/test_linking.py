@@ -62,7 +62,7 @@ def test_joint_place_names_link_their_parts_but_not_strangers(linker):
 
 def test_organisation_names_and_speaker_tags_are_not_concepts(linker):
     text = ("Social Care Institute for Excellence and the Association of Directors of Public Health sit "
-            "on the group. “You’re only here to work for children.” (DCS)")
+            "on the group. “You’re only here to work for children.” (DCS) … reliant on their judgement …. (DCS)")
     assert linker.concept_ids(text) == []
     assert linker.concept_ids("Directors of children’s services (DCS) and public health teams") == [
         "childrens-services", "public-health"]
