@@ -208,7 +208,8 @@ class Linker:
     def _qualified(self, label: str, cid: str) -> bool:
         """Whether ``label`` is compass words before a label of ``cid`` ("North West London")."""
         words = [t for t, _, _ in tokens(label)]
-        while words and words[0] in _QUALIFIERS:
-            words = words[1:]
+        rest = words
+        while rest and rest[0] in _QUALIFIERS:
+            rest = rest[1:]
         c = self.ontology.concepts[cid]
-        return len(words) < len(tokens(label)) and any(words == [t for t, _, _ in tokens(x)] for x in [c.label, *c.alt_labels])
+        return rest != words and any(rest == [t for t, _, _ in tokens(x)] for x in [c.label, *c.alt_labels])
