@@ -93,7 +93,7 @@ def test_linking_quality_on_the_hand_labelled_passages(corpus_kb):
     r = linking_eval.evaluate(corpus_kb, gold)
     assert r["places"].precision >= 0.95 and r["places"].recall >= 0.9
     assert r["concepts"].precision >= 0.95 and r["concepts"].recall >= 0.8
-    assert r["dimensions"].precision >= 0.8 and r["dimensions"].recall >= 0.45
+    assert r["dimensions"].precision >= 0.75 and r["dimensions"].recall >= 0.45
 
 
 def test_linking_quality_on_passages_labelled_blind(corpus_kb):
@@ -103,3 +103,4 @@ def test_linking_quality_on_passages_labelled_blind(corpus_kb):
     r = linking_eval.evaluate(corpus_kb, gold)
     assert r["places"].precision >= 0.95 and r["places"].recall >= 0.95
     assert r["concepts"].precision >= 0.9 and r["concepts"].recall >= 0.75
+    assert r["dimensions"].precision >= 0.7 and r["dimensions"].recall >= 0.35
