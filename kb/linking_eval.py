@@ -2,7 +2,9 @@
 
 Each gold line names a passage by its document and its first characters (``anchor``) and lists
 the places, concepts and/or dimensions a careful reader links it to (a kind left out of a line
-is not scored for it: ``evals/linking_dimensions.jsonl`` labels dimensions only). The passages are linked again
+is not scored for it: ``evals/linking_dimensions.jsonl`` labels dimensions only). A set may have a
+second, independent labelling of the same passages beside it (``NAME.second.jsonl``): how far the two
+readers agree shows what the targets ask of the linker. The passages are linked again
 here by the same :class:`kb.linking.Linker` that ingestion uses, so the figures measure the
 code as shipped; ``calibrate`` sweeps the dimension threshold over the same labels.
 
@@ -102,6 +104,34 @@ def load_gold(path: Path, known: set[str]) -> list[LinkGold]:
     return out
 
 
+def second_path(path: Path) -> Path:
+    """Where a second annotator's labels of the same passages live, if they exist."""
+    return path.with_name(path.stem + ".second.jsonl")
+
+
+def align(first: list[LinkGold], second: list[LinkGold]) -> list[LinkGold]:
+    """The second labelling in the order of the first; every passage must be labelled in both."""
+    by_key = {(g.doc_id, g.anchor): g for g in second}
+    missing = [g.anchor for g in first if (g.doc_id, g.anchor) not in by_key]
+    if missing or len(by_key) != len(first):
+        raise LinkGoldError(f"the second labelling does not cover the same {len(first)} passages "
+                            f"({len(missing)} missing, e.g. {missing[0]!r})" if missing else
+                            f"the second labelling has passages the first lacks ({len(by_key)} against {len(first)})")
+    return [by_key[(g.doc_id, g.anchor)] for g in first]
+
+
+def kappa(a: list[set[str]], b: list[set[str]], labels: list[str]) -> float:
+    """Cohen's kappa of two labellings over every (passage, label) yes/no decision."""
+    decisions = [(x in pa, x in pb) for pa, pb in zip(a, b) for x in labels]
+    if not decisions:
+        return 1.0
+    n = len(decisions)
+    observed = sum(u == v for u, v in decisions) / n
+    ya, yb = sum(u for u, _ in decisions) / n, sum(v for _, v in decisions) / n
+    expected = ya * yb + (1 - ya) * (1 - yb)
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
 def gold_passages(kb: "KnowledgeBase", gold: list[LinkGold]) -> list["Passage"]:
     """The stored passage each gold line names: the one in which the anchor (the labelled
     passage's opening characters) comes earliest, so that labels survive a short heading or
@@ -141,13 +171,35 @@ def evaluate(kb: "KnowledgeBase", gold: list[LinkGold], threshold: float = DIMEN
     return {k: _score(linked, gold, k) for k in KINDS if any(k in g.labels for g in gold)}
 
 
+@dataclass
+class Agreement:
+    """A second annotator against the first, and the linker against the second, per kind of link."""
+
+    between: dict[str, PRF]
+    linker: dict[str, PRF]
+    dimension_kappa: float
+
+
+def agreement(kb: "KnowledgeBase", first: list[LinkGold], second: list[LinkGold],
+              threshold: float = DIMENSION_THRESHOLD) -> Agreement:
+    second = align(first, second)
+    linked = relink(kb, gold_passages(kb, first), [threshold])[threshold]
+    kinds = [k for k in KINDS if all(k in g.labels for g in first + second)]
+    labels = {k: ([g.labels[k] for g in first], [g.labels[k] for g in second]) for k in kinds}
+    a, b = labels.get("dimensions", ([], []))
+    return Agreement(between={k: prf(labels[k][1], labels[k][0]) for k in kinds},
+                     linker={k: _score(linked, second, k) for k in kinds},
+                     dimension_kappa=kappa(a, b, sorted(set(kb.linker.facet_dims))))
+
+
 def calibrate(kb: "KnowledgeBase", gold: list[LinkGold], thresholds: list[float]) -> list[tuple[float, PRF]]:
     """Dimension precision and recall at each threshold."""
     runs = relink(kb, gold_passages(kb, gold), thresholds)
     return [(t, _score(runs[t], gold, "dimensions")) for t in thresholds]
 
 
-def markdown(sets: list[tuple[str, int, dict[str, PRF], list[tuple[float, PRF]]]]) -> str:
+def markdown(sets: list[tuple[str, int, dict[str, PRF], list[tuple[float, PRF]]]],
+             agreements: dict[str, Agreement] | None = None) -> str:
     lines = ["# Linking, measured against hand-labelled passages", "",
              "`python -m kb.linking_eval --out evals/LINKING.md` reproduces this. "
              f"Dimension threshold in use: {DIMENSION_THRESHOLD}.", ""]
@@ -163,7 +215,23 @@ def markdown(sets: list[tuple[str, int, dict[str, PRF], list[tuple[float, PRF]]]
         lines += ["", "Dimension threshold sweep:", "", "| threshold | precision | recall | F1 |", "|---|---|---|---|"]
         lines += [f"| {t:.3f} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |" for t, r in sweep]
         lines.append("")
+        if agreements and name in agreements:
+            lines += _agreement_lines(second_path(Path(name)).name, agreements[name])
     return "\n".join(lines)
+
+
+def _agreement_lines(name: str, ag: Agreement) -> list[str]:
+    lines = [f"Second annotator (`{name}`): a separate helper session labelled the same passages from the "
+             "vocabulary and the guide in `evals/LABELLING.md`, seeing neither the first labels nor the linker's output. "
+             "Its labels scored against the first labeller's show how far two careful readers agree; "
+             "the linker scored against them is a second measurement of the linker.", "",
+             "| links | second against first: P | R | F1 | linker against second: P | R | F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for k, r in ag.between.items():
+        m = ag.linker[k]
+        lines.append(f"| {k} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} |")
+    lines += ["", f"Cohen's kappa of the two annotators over every (passage, dimension) decision: {ag.dimension_kappa:.3f}.", ""]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,12 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     kb = KnowledgeBase(Settings.from_env())
     if kb.is_empty():
         kb.ingest()
-    sets = []
+    sets, agreements = [], {}
+    known = set(kb.ontology.concepts)
     for path in args.gold:
-        gold = load_gold(path, set(kb.ontology.concepts))
+        gold = load_gold(path, known)
         sweep = calibrate(kb, gold, [round(0.40 + 0.025 * i, 3) for i in range(13)])
         sets.append((path.name, len(gold), evaluate(kb, gold), sweep))
-    report = markdown(sets)
+        if second_path(path).exists():
+            agreements[path.name] = agreement(kb, gold, load_gold(second_path(path), known))
+    report = markdown(sets, agreements)
     print(report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")

@@ -248,8 +248,9 @@ class Retriever:
         top = np.argsort(-scores)[:n]
         return [(self._passages[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
 
-    def recognise(self, query: str) -> tuple[list[str], list[str]]:
-        """Concepts and places the query names (ids), and the labels that expand it.
+    def recognise(self, query: str) -> tuple[list[str], list[str], list[str]]:
+        """Concepts and places the query names (ids), those of them that steer the search, and
+        the labels that expand it.
 
         A concept linked to most passages ("systems leadership", in this corpus) tells retrieval
         nothing, like a stop word: it is recognised but neither expands nor boosts."""
@@ -257,15 +258,15 @@ class Retriever:
         onto = self.kb.ontology
         named = linker.concept_ids(query) + [c for c in linker.places.ids(query) if onto.concepts[c].scheme == "places"]
         share = self._link_share()
-        named = [c for c in named if share.get(c, 0.0) <= COMMON_SHARE]
+        steering = [c for c in named if share.get(c, 0.0) <= COMMON_SHARE]
         expansion: list[str] = []
-        for cid in named:
+        for cid in steering:
             if onto.concepts[cid].scheme != "concepts":
                 continue
             for sub in sorted(onto.narrower_closure(cid)):
                 c = onto.concepts[sub]
                 expansion += [c.label, *c.alt_labels]
-        return named, list(dict.fromkeys(expansion))
+        return named, steering, list(dict.fromkeys(expansion))
 
     def vocabulary(self) -> set[str]:
         """Every lower-cased word and number of every passage, title and vocabulary label (cached per snapshot)."""
@@ -315,7 +316,7 @@ class Retriever:
         result = SearchResult(query=query, hits=[], mode=mode)
         if not query:
             return result
-        named, expansion = self.recognise(query) if expand and mode != "dense" else ([], [])
+        named, steering, expansion = self.recognise(query) if expand and mode != "dense" else ([], [], [])
         result.recognised = [self.kb.ontology.label(c) for c in named]
         result.expanded = expansion
         dense: list[tuple[str, float]] = []
@@ -329,7 +330,7 @@ class Retriever:
             # The alternative labels get a list of their own: pasted into the question they
             # would swamp its own words.
             lists.append((self.bm25(" ".join(expansion), n, mask), EXPANSION_WEIGHT))
-        linked = self.linked(named, mask) if mode == "hybrid" else []
+        linked = self.linked(steering, mask) if mode == "hybrid" else []
         if linked and vector is not None:
             boosted = self.kb.store.query(vector, min(n, len(linked)), ids=linked)
             lists.append(([(p.chunk_id, sim) for p, sim in boosted], LINKED_WEIGHT))
