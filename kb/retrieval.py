@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "dense", "bm25")
 CANDIDATES = 50
 # Dense search matches the question against single sentences, then ranks each passage by its
-# best sentence; this many sentences are fetched per passage wanted.
-SENTENCES_PER_PASSAGE = 4
+# best sentence, plus this share of its second best: two sentences close to the question make a
+# passage likelier to answer it than one. This many sentences are fetched per passage wanted.
+SENTENCES_PER_PASSAGE = 8
+SECOND_SENTENCE_WEIGHT = 0.3
 # Weights in the fused score of the BM25 list for the ontology's expansion labels and of the
 # list of passages linked to what the query names (the query's own lists weigh 1).
 EXPANSION_WEIGHT = 0.2
@@ -98,6 +100,20 @@ class FilterError(ValueError):
 
 
 _GLUED_NUMBER = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
+
+
+def dense_scores(sentences: list[tuple[str, float]], passages: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Rank passages from the similarities of their sentences and of their own vectors: the best
+    of those, plus ``SECOND_SENTENCE_WEIGHT`` times the passage's second best sentence."""
+    sims: dict[str, list[float]] = {}
+    for cid, sim in sentences:
+        sims.setdefault(cid, []).append(sim)
+    best = {cid: max(s) for cid, s in sims.items()}
+    for cid, sim in passages:
+        best[cid] = max(sim, best.get(cid, -1.0))
+    second = {cid: sorted(s, reverse=True)[1] for cid, s in sims.items() if len(s) > 1}
+    scored = {cid: b + SECOND_SENTENCE_WEIGHT * second.get(cid, 0.0) for cid, b in best.items()}
+    return sorted(scored.items(), key=lambda kv: -kv[1])
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
@@ -221,18 +237,16 @@ class Retriever:
     # -- the rankings ---------------------------------------------------------------------
     def dense(self, vector: np.ndarray, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
         """Passages ranked by their sentence most similar to the query, or by their own vector
-        when that is closer (a passage of fragments has no sentence of its own)."""
+        when that is closer (a passage of fragments has no sentence of its own), plus a share of
+        their second most similar sentence."""
         ids = None
         if mask is not None:
             ids = [p.chunk_id for p, ok in zip(self._passages, mask) if ok]
             if not ids:
                 return []
-        best: dict[str, float] = {}
-        for record, sim in self.kb.store.query_sentences(vector, n * SENTENCES_PER_PASSAGE, chunk_ids=ids):
-            best[record.chunk_id] = max(sim, best.get(record.chunk_id, -1.0))
-        for p, sim in self.kb.store.query(vector, n, ids=ids):
-            best[p.chunk_id] = max(sim, best.get(p.chunk_id, -1.0))
-        return sorted(best.items(), key=lambda kv: -kv[1])[:n]
+        sentences = [(r.chunk_id, sim) for r, sim in self.kb.store.query_sentences(vector, n * SENTENCES_PER_PASSAGE, chunk_ids=ids)]
+        passages = [(p.chunk_id, sim) for p, sim in self.kb.store.query(vector, n, ids=ids)]
+        return dense_scores(sentences, passages)[:n]
 
     def bm25(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
         self._load()

@@ -9,7 +9,7 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from kb.answer import unknown_names
-from kb.retrieval import Filters, FilterError, fuse
+from kb.retrieval import Filters, FilterError, dense_scores, fuse
 
 QUESTIONS = [
     "How did others handle pooled budgets?",
@@ -36,6 +36,13 @@ def test_fusion_sums_normalised_scores_so_a_clear_lead_survives():
     # first in BM25 alone beats second in both (reciprocal rank fusion would put "x" above "t")
     fused = fuse([([("m", 0.6), ("x", 0.5), ("y", 0.1)], 1.0), ([("t", 10.0), ("m", 2.0), ("x", 1.9), ("y", 1.0)], 1.0)])
     assert sorted(fused, key=lambda k: -fused[k]) == ["m", "t", "x", "y"]
+
+
+def test_dense_ranks_a_passage_by_its_best_sentence_plus_a_share_of_the_second():
+    sentences = [("a", 0.70), ("b", 0.66), ("b", 0.60), ("a", 0.10)]
+    ranked = dense_scores(sentences, passages=[("c", 0.75), ("a", 0.20)])
+    assert [cid for cid, _ in ranked] == ["b", "c", "a"]
+    assert dict(ranked) == pytest.approx({"b": 0.66 + 0.3 * 0.60, "a": 0.70 + 0.3 * 0.10, "c": 0.75})
 
 
 def test_pooled_budgets_finds_barnet_or_bradford_without_the_words(corpus_kb):
