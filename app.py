@@ -442,7 +442,9 @@ def page_library() -> None:
 
 
 # -- Evaluation -------------------------------------------------------------------------------------------------
-COMMITTED_REPORTS = {"RESULTS.md": "recall.png", "HELDOUT.md": "heldout-recall.png"}  # in evals/, with their plots
+COMMITTED_REPORTS = {"RESULTS.md": "recall.png", "HELDOUT.md": "heldout-recall.png", "FRESH.md": "fresh-recall.png"}  # in evals/, with their plots
+GOLD_SETS = {"Shipped (evals/gold.jsonl)": "gold.jsonl", "Held-out (evals/heldout.jsonl)": "heldout.jsonl",
+             "Fresh (evals/fresh.jsonl)": "fresh.jsonl"}
 
 
 def show_report(folder: Path, title: str) -> bool:
@@ -503,10 +505,9 @@ def page_evaluation() -> None:
         st.info("No evaluation report yet: run one below (or `kb eval`).")
 
     st.subheader("Run the evaluation")
-    source = st.radio("Gold set", ["Shipped (evals/gold.jsonl)", "Held-out (evals/heldout.jsonl)", "Upload a JSONL file"],
-                      key="eval_source", horizontal=True)
-    gold_path: Path | None = repo / ("heldout.jsonl" if source.startswith("Held-out") else "gold.jsonl")
-    if source.startswith("Upload"):
+    source = st.radio("Gold set", [*GOLD_SETS, "Upload a JSONL file"], key="eval_source", horizontal=True)
+    gold_path: Path | None = repo / GOLD_SETS[source] if source in GOLD_SETS else None
+    if source not in GOLD_SETS:
         gold = st.file_uploader("Gold questions (JSONL, one object per line with 'question' and 'evidence')",
                                 type=["jsonl", "json"], key="eval_gold")
         gold_path = None

@@ -189,8 +189,8 @@ def test_every_page_renders(app, corpus_kb):
     assert {d["title"] for d in corpus_kb.documents()} <= titles
     goto(app, "evaluation")
     assert any(b.label == "Run evaluation" for b in app.button)
-    assert {"Committed results (evals/RESULTS.md)", "Committed results (evals/HELDOUT.md)"} <= {e.label for e in app.expander}
-    assert "Held-out (evals/heldout.jsonl)" in app.radio(key="eval_source").options
+    assert {f"Committed results (evals/{n})" for n in ("RESULTS.md", "HELDOUT.md", "FRESH.md")} <= {e.label for e in app.expander}
+    assert {"Held-out (evals/heldout.jsonl)", "Fresh (evals/fresh.jsonl)"} <= set(app.radio(key="eval_source").options)
 
 
 # -- Library: uploads ---------------------------------------------------------------------------------
