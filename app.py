@@ -510,7 +510,6 @@ def page_evaluation() -> None:
     if source not in GOLD_SETS:
         gold = st.file_uploader("Gold questions (JSONL, one object per line with 'question' and 'evidence')",
                                 type=["jsonl", "json"], key="eval_gold")
-        gold_path = None
         if gold is not None:
             folder = kb.settings.home / "eval-gold"
             folder.mkdir(parents=True, exist_ok=True)

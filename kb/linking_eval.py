@@ -113,10 +113,11 @@ def align(first: list[LinkGold], second: list[LinkGold]) -> list[LinkGold]:
     """The second labelling in the order of the first; every passage must be labelled in both."""
     by_key = {(g.doc_id, g.anchor): g for g in second}
     missing = [g.anchor for g in first if (g.doc_id, g.anchor) not in by_key]
-    if missing or len(by_key) != len(first):
+    if missing:
         raise LinkGoldError(f"the second labelling does not cover the same {len(first)} passages "
-                            f"({len(missing)} missing, e.g. {missing[0]!r})" if missing else
-                            f"the second labelling has passages the first lacks ({len(by_key)} against {len(first)})")
+                            f"({len(missing)} missing, e.g. {missing[0]!r})")
+    if len(by_key) != len(first):
+        raise LinkGoldError(f"the second labelling has passages the first lacks ({len(by_key)} against {len(first)})")
     return [by_key[(g.doc_id, g.anchor)] for g in first]
 
 

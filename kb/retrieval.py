@@ -108,11 +108,11 @@ def dense_scores(sentences: list[tuple[str, float]], passages: list[tuple[str, f
     sims: dict[str, list[float]] = {}
     for cid, sim in sentences:
         sims.setdefault(cid, []).append(sim)
-    best = {cid: max(s) for cid, s in sims.items()}
+    top = {cid: sorted(s, reverse=True)[:2] + [0.0] for cid, s in sims.items()}
+    best = {cid: t[0] for cid, t in top.items()}
     for cid, sim in passages:
         best[cid] = max(sim, best.get(cid, -1.0))
-    second = {cid: sorted(s, reverse=True)[1] for cid, s in sims.items() if len(s) > 1}
-    scored = {cid: b + SECOND_SENTENCE_WEIGHT * second.get(cid, 0.0) for cid, b in best.items()}
+    scored = {cid: b + SECOND_SENTENCE_WEIGHT * top.get(cid, [0.0, 0.0])[1] for cid, b in best.items()}
     return sorted(scored.items(), key=lambda kv: -kv[1])
 
 
