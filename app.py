@@ -442,9 +442,10 @@ def page_library() -> None:
 
 
 # -- Evaluation -------------------------------------------------------------------------------------------------
-COMMITTED_REPORTS = {"RESULTS.md": "recall.png", "HELDOUT.md": "heldout-recall.png", "FRESH.md": "fresh-recall.png"}  # in evals/, with their plots
+COMMITTED_REPORTS = {"RESULTS.md": "recall.png", "HELDOUT.md": "heldout-recall.png", "FRESH.md": "fresh-recall.png",
+                     "FOURTH.md": "fourth-recall.png"}  # in evals/, with their plots
 GOLD_SETS = {"Shipped (evals/gold.jsonl)": "gold.jsonl", "Held-out (evals/heldout.jsonl)": "heldout.jsonl",
-             "Fresh (evals/fresh.jsonl)": "fresh.jsonl"}
+             "Fresh (evals/fresh.jsonl)": "fresh.jsonl", "Fourth (evals/fourth.jsonl)": "fourth.jsonl"}
 
 
 def show_report(folder: Path, title: str) -> bool:

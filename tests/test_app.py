@@ -190,7 +190,7 @@ def test_every_page_renders(app, corpus_kb):
     goto(app, "evaluation")
     assert any(b.label == "Run evaluation" for b in app.button)
     assert {f"Committed results (evals/{n})" for n in ("RESULTS.md", "HELDOUT.md", "FRESH.md")} <= {e.label for e in app.expander}
-    assert {"Held-out (evals/heldout.jsonl)", "Fresh (evals/fresh.jsonl)"} <= set(app.radio(key="eval_source").options)
+    assert {"Held-out (evals/heldout.jsonl)", "Fresh (evals/fresh.jsonl)", "Fourth (evals/fourth.jsonl)"} <= set(app.radio(key="eval_source").options)
 
 
 # -- Library: uploads ---------------------------------------------------------------------------------
