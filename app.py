@@ -222,7 +222,7 @@ def tag_row(p, labels: dict[str, str], prefix: str) -> None:
         with cols[i % len(cols)].popover(esc(label), icon=icons[kind], width="stretch"):
             st.button(f"Filter answers by this {kind}", key=f"tag-{prefix}-{kind}-{cid}-f",
                       on_click=set_filter, args=(kind, label))
-            st.button(f"Open in Browse", key=f"tag-{prefix}-{kind}-{cid}-b", on_click=open_concept, args=(cid,))
+            st.button("Open in Browse", key=f"tag-{prefix}-{kind}-{cid}-b", on_click=open_concept, args=(cid,))
 
 
 # -- Browse -------------------------------------------------------------------------------------------

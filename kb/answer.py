@@ -1,7 +1,8 @@
 """Answers with citations a machine can check, extractive by default.
 
-From the top passages we pick the sentences closest to the question (with MMR so they do not
-repeat each other) and quote them verbatim: every citation is ``text[start:end]`` of its
+From the top passages we pick the sentences most likely to answer the question (by meaning, by
+the question's words they contain and by their passage's rank: :mod:`kb.sentence_rank`; with MMR so
+they do not repeat each other) and quote them verbatim: every citation is ``text[start:end]`` of its
 document's canonical text, on the page where it starts. When even the best passage is far
 from the question, we say the knowledge base has little on it instead of answering.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from ingest.chunk import heading_breaks, quotable_sentences
 from kb.models import Hit
 from kb.retrieval import Filters, hit_json
+from kb.sentence_rank import candidate_rows, probabilities
 
 if TYPE_CHECKING:
     from kb.knowledge import KnowledgeBase
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 ANSWER_THRESHOLD = 0.30
 MAX_SENTENCES = 3
 MMR_LAMBDA = 0.75
+# A sentence less likely to answer than this share of the best one's chance is not picked.
+SENTENCE_FLOOR = 0.1
 # Answer sentences come from the top 6 passages (their vectors are stored at ingestion).
 SOURCE_PASSAGES = 6
 NO_ANSWER = ("The knowledge base has little on this question, so there is no answer to give with "
@@ -205,10 +209,10 @@ def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
     if not candidates:
         return Answer(question, False, NO_ANSWER, passages=hits[:k])
     vectors = candidate_vectors(kb, candidates)
-    sims = vectors @ vector
-    # Prefer sentences from higher-ranked passages a little: fusion already weighed the evidence.
-    sims = sims + np.array([0.02 * (SOURCE_PASSAGES - min(c.hit.rank, SOURCE_PASSAGES)) / SOURCE_PASSAGES for c in candidates])
-    floor = max(ANSWER_THRESHOLD - 0.05, float(sims.max()) - 0.25)
-    picked = [candidates[i] for i in mmr(sims, vectors, MAX_SENTENCES, floor=floor)]
+    # How likely each sentence is to answer (kb.sentence_rank); one far below the best is left out.
+    # Relative to the best, so that MMR weighs relevance against repetition the same way for every question.
+    relevance = probabilities(candidate_rows(kb, question, candidates, vectors @ vector))
+    relevance = relevance / relevance.max()
+    picked = [candidates[i] for i in mmr(relevance, vectors, MAX_SENTENCES, floor=SENTENCE_FLOOR)]
     text, citations = compose(kb, picked)
     return Answer(question, True, text, citations, passages=hits[:k], notes=notes)

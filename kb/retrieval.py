@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -261,6 +262,22 @@ class Retriever:
             scores = np.where(mask, scores, 0.0)
         top = np.argsort(-scores)[:n]
         return [(self._passages[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25's inverse document frequency of stemmed terms (from the index; unknown terms are
+        as rare as a term can be)."""
+        self._load()
+        if self._bm25 is None:
+            return {t: 0.0 for t in terms}
+        indptr = self._bm25.scores["indptr"]
+        n = len(self._passages)
+        vocab = self._bm25.vocab_dict
+        out = {}
+        for t in terms:
+            i = vocab.get(t)
+            df = int(indptr[i + 1] - indptr[i]) if i is not None and i + 1 < len(indptr) else 0
+            out[t] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
 
     def recognise(self, query: str) -> tuple[list[str], list[str], list[str]]:
         """Concepts and places the query names (ids), those of them that steer the search, and

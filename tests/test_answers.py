@@ -245,8 +245,9 @@ def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_
         answer = corpus_kb.ask(question)
         assert not answer.answered and answer.citations == []
         assert answer.answer.startswith(f"The knowledge base holds nothing on {name}")
+    # "Danish" is not in the corpus but is a label of Denmark, so the question is answered from its case.
     danish = corpus_kb.ask("What did the Danish case show about handling disagreement between partner municipalities?")
-    assert danish.answered and any(c.doc_id == "vsc-synthesis-2013" for c in danish.citations)
+    assert danish.answered and any("denmark" in h.passage.places for h in danish.passages)
 
 
 def test_the_knowledge_base_is_a_llama_index_retriever(corpus_kb):
