@@ -48,16 +48,35 @@ def sentences(text: str, start: int = 0, end: int | None = None, breaks: Sequenc
 MIN_SENTENCE_CHARS = 30
 
 
+_LIST_ITEM = re.compile(r"\n+(?=- )")
+
+
+def _list_item_starts(text: str, start: int, end: int) -> list[int]:
+    """Where list items begin in ``text[start:end]``: a line starting "- " after a line that ends a
+    sentence or a clause (. : ; ! ?) or is an item itself; otherwise the dash is one that a line
+    break left at a line's start ("quiet ones\n\n- sometimes they are loud")."""
+    out = []
+    for m in _LIST_ITEM.finditer(text, start, end):
+        before = text.rfind("\n", start, m.start())
+        line = text[before + 1 if before >= 0 else start:m.start()].rstrip()
+        if line.endswith((".", ":", ";", "!", "?")) or line.lstrip().startswith("- "):
+            out.append(m.end())
+    return out
+
+
 def quotable_sentences(text: str, start: int = 0, end: int | None = None, breaks: Sequence[int] = ()) -> list[Span]:
-    """The sentences of ``text[start:end]`` that can stand alone: a list item's "- " is left out,
-    and fragments (under 30 characters or 20 letters, such as headings and figures) are skipped.
-    These are what search matches one by one and what answers quote."""
+    """The sentences of ``text[start:end]`` that can stand alone: each item of a list is one (its
+    "- " left out), and fragments (under 30 characters or 20 letters, such as headings and
+    figures) are skipped. These are what search matches one by one and what answers quote."""
     out: list[Span] = []
     for span in sentences(text, start, end, breaks):
-        s = span.start + 2 if text.startswith("- ", span.start) else span.start
-        piece = text[s:span.end]
-        if len(piece) >= MIN_SENTENCE_CHARS and sum(ch.isalpha() for ch in piece) >= 20:
-            out.append(Span(s, span.end))
+        cuts = [span.start, *_list_item_starts(text, span.start, span.end), span.end]
+        for a, b in zip(cuts, cuts[1:]):
+            item = _trim(text, Span(a, b))
+            s = item.start + 2 if text.startswith("- ", item.start) else item.start
+            piece = text[s:item.end]
+            if len(piece) >= MIN_SENTENCE_CHARS and sum(ch.isalpha() for ch in piece) >= 20:
+                out.append(Span(s, item.end))
     return out
 
 
@@ -94,7 +113,8 @@ def chunk_id(doc_id: str, text: str, seen: dict[str, int]) -> str:
 
 # Bumped when the chunking rules change, so that the next ingestion splits old documents anew.
 # 2: short sections run on past their heading; a heading ends a sentence.
-CHUNKER_VERSION = 2
+# 3: each item of a list is a sentence of its own (search and answers match and quote items singly).
+CHUNKER_VERSION = 3
 # A section shorter than this many word pieces (a figure label, a heading over a pull quote)
 # does not make a passage of its own: it runs on into what follows, its heading included.
 MIN_PASSAGE_TOKENS = 40

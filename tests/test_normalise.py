@@ -118,3 +118,17 @@ def test_a_heading_ends_a_sentence_but_a_narrow_column_line_does_not():
     assert quoted == ["Supportive factors: the authorising environment",
                       "We noted that partners had made links with key people in\n\n"
                       "other parts of the local area, which gave them leverage."]
+
+
+def test_each_item_of_a_list_is_a_sentence_of_its_own():
+    text = ("The sponsor for each bid is the Health and Wellbeing Board.\n\n"
+            "- Birmingham – reducing demand on public services using data\n"
+            "- in-depth interviews with five leaders from within the Council\n"
+            "- York – fine.\n\n"
+            "Surely, not all our discussions are quiet ones\n\n- sometimes they are challenging and loud.")
+    quoted = [text[s.start:s.end] for s in quotable_sentences(text)]
+    assert quoted == ["The sponsor for each bid is the Health and Wellbeing Board.",
+                      "Birmingham – reducing demand on public services using data",
+                      "in-depth interviews with five leaders from within the Council",  # "York – fine." is a fragment
+                      # a dash that a line break left at a line's start does not begin an item
+                      "Surely, not all our discussions are quiet ones\n\n- sometimes they are challenging and loud."]
