@@ -139,7 +139,11 @@ def page_ask() -> None:
     with st.expander("Filters", expanded=any(st.session_state.get(k) for k in FILTER_KEYS)):
         c1, c2, c3, c4, c5 = st.columns(5)
         c1.selectbox("Place", [c.label for c in onto.in_scheme("places")], index=None, key="f_place", placeholder="Any place")
-        c2.selectbox("Dimension", [c.label for c in onto.roots("dimensions")], index=None, key="f_dimension", placeholder="Any dimension")
+        # The six dimensions, each followed by its facets that some passage names.
+        dims = [r["label"] for r in views.scheme_tree(onto, "dimensions", counts) if r["depth"] == 0 or r["passages"]]
+        if st.session_state.get("f_dimension") and st.session_state["f_dimension"] not in dims:
+            dims.append(st.session_state["f_dimension"])
+        c2.selectbox("Dimension", dims, index=None, key="f_dimension", placeholder="Any dimension or facet")
         concepts = [c.label for c in onto.in_scheme("concepts") if counts.get(c.id)]
         if st.session_state.get("f_concept") and st.session_state["f_concept"] not in concepts:
             concepts.append(st.session_state["f_concept"])

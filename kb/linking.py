@@ -20,7 +20,7 @@ _ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\b[\w.-]+\.(?:co\.uk|org\
                       re.IGNORECASE)
 
 # Bump when the linking rules change, so that `kb ingest` re-links stored passages.
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 # A speaker's tag after a quotation ("… children.” (DCS)") says who spoke, not what about; an
 # acronym in brackets tags a speaker or repeats the name before it, so it adds no mention.
@@ -176,13 +176,18 @@ class Linker:
         return roots[0] if roots else cid
 
     def link(self, passages, vectors: np.ndarray, threshold: float = DIMENSION_THRESHOLD) -> None:
-        """Set ``concepts``, ``places`` and ``dimensions`` (ids) on each passage, in place."""
+        """Set ``concepts``, ``places`` and ``dimensions`` (ids) on each passage, in place.
+
+        ``dimensions`` holds the six dimensions the passage evidences, then the facets it names
+        ("humility" under ways of being), so that a facet can be browsed and filtered on."""
         scores = dimension_scores(vectors, self.facet_vectors, self.facet_dims) if len(self.facet_dims) else [{}] * len(passages)
         for p, s in zip(passages, scores):
             p.concepts = self.concept_ids(p.text)
             p.places = self.place_ids(p.text)
-            named = list(dict.fromkeys(self.top_dimension.get(d, d) for d in self.dimension_labels.ids(p.text)))
-            p.dimensions = choose_dimensions(s, named, threshold)
+            named = self.dimension_labels.ids(p.text)
+            roots = list(dict.fromkeys(self.top_dimension.get(d, d) for d in named))
+            facets = [d for d in named if d not in roots]
+            p.dimensions = choose_dimensions(s, roots, threshold) + facets
 
     def concept_ids(self, text: str) -> list[str]:
         """Concepts named, except inside an organisation's name ("Social Care Institute for

@@ -173,6 +173,8 @@ def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[floa
     for t in thresholds:
         copies = [copy.copy(p) for p in passages]
         kb.linker.link(copies, vectors, threshold=t)
+        for p in copies:  # the labels name the six dimensions, not their facets
+            p.dimensions = list(dict.fromkeys(kb.linker.top_dimension.get(d, d) for d in p.dimensions))
         out[t] = copies
     return out
 

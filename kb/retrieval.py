@@ -204,9 +204,6 @@ class Retriever:
         if found is None:
             known = ", ".join(c.label for c in onto.in_scheme(scheme)[:8])
             raise FilterError(f"unknown {scheme[:-1]} {name!r} (try `kb concepts --scheme {scheme}`; e.g. {known}, ...)")
-        if scheme == "dimensions":  # passages carry the six top dimensions
-            roots = [found.id, *onto.broader_closure(found.id)]
-            return {roots[-1]}
         return onto.narrower_closure(found.id)
 
     def allowed(self, filters: Filters) -> np.ndarray | None:

@@ -88,6 +88,31 @@ def test_dimensions_named_win_else_one_by_meaning():
     assert choose_dimensions(scores, [], threshold=0.75) == []
 
 
+def test_a_named_facet_is_linked_with_its_dimension(linker):
+    """Passages carry the six dimensions they evidence, then the facets they name, so that a
+    facet ("humility") can be counted, browsed and filtered on."""
+    import numpy as np
+    from kb.models import Passage
+
+    text = "Leaders showed humility and magnanimity; they build relationships across the system."
+    p = Passage(chunk_id="d:1", doc_id="d", text=text, start=0, end=len(text), page=1)
+    linker.link([p], np.zeros((1, 384), np.float32))
+    assert p.dimensions == ["ways-of-being", "ways-of-relating", "humility", "magnanimity", "building-relationships"]
+
+
+def test_a_facet_filter_finds_the_passages_that_name_it(corpus_kb):
+    from kb.retrieval import Filters
+
+    hits = corpus_kb.search("what kind of leader succeeds across systems", k=5, filters=Filters(dimension="humility")).hits
+    assert hits and all("humility" in h.passage.dimensions for h in hits)
+    assert all(any(w in h.passage.text.lower() for w in ("humility", "humble", "have all the answers")) for h in hits)
+    # A dimension still finds every passage that evidences it, whichever facet it names.
+    being = corpus_kb.search("what kind of leader succeeds across systems", k=20, filters=Filters(dimension="ways of being")).hits
+    assert len(being) == 20 and all("ways-of-being" in h.passage.dimensions for h in being)
+    counts = corpus_kb.link_counts()
+    assert counts["humility"] >= len(hits) and counts["ways-of-being"] > counts["humility"]
+
+
 def test_malformed_linking_gold_names_the_line(tmp_path):
     path = tmp_path / "gold.jsonl"
     path.write_text('{"doc_id": "d", "anchor": "a", "places": [], "concepts": [], "dimensions": []}\n'
