@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 UPLOAD_TYPES = ("pdf", "txt", "md", "markdown", "html", "htm")
 MAX_NAME_CHARS = 100
-AXES = {"dimension": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
-AXIS_LABELS = {"dimension": "Dimension", "place": "Place", "concept": "Concept", "document": "Document"}
+AXES = {"dimension": "dimensions", "facet": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
+AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "place": "Place", "concept": "Concept",
+               "document": "Document"}
 
 
 # -- text that is safe to show ------------------------------------------------------------------
@@ -332,12 +333,11 @@ def axis_entries(axis: str, ontology: "Ontology", documents: list[dict]) -> list
     """(key, label) of every entry an axis can show, in display order."""
     if axis == "document":
         return [(d["doc_id"], d["title"]) for d in documents]
-    scheme = AXES[axis]
     if axis == "dimension":
-        entries = [c for c in ontology.roots("dimensions")]
-    else:
-        entries = ontology.in_scheme(scheme)
-    return [(c.id, c.label) for c in entries]
+        return [(c.id, c.label) for c in ontology.roots("dimensions")]
+    if axis == "facet":  # grouped under their dimensions, in the order of the Browse tree
+        return [(r["id"], r["label"]) for r in scheme_tree(ontology, "dimensions") if r["depth"] > 0]
+    return [(c.id, c.label) for c in ontology.in_scheme(AXES[axis])]
 
 
 def evidence_counts(passages: Iterable["Passage"], rows: str, cols: str) -> Counter:

@@ -9,6 +9,7 @@ over the knowledge graph.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,8 @@ SELECT ?d ?pl (COUNT(DISTINCT ?p) AS ?n) WHERE {
 def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
     onto = corpus_kb.ontology
     by_uri = {c.uri: c.id for c in onto.concepts.values()}
-    rows = corpus_kb.graph.query(CELLS)["rows"]
+    roots = {c.id for c in onto.roots("dimensions")}
+    rows = [r for r in corpus_kb.graph.query(CELLS)["rows"] if by_uri[r["d"]] in roots]  # not the facets
     assert rows
     dim, place, n = by_uri[rows[0]["d"]], by_uri[rows[0]["pl"]], int(rows[0]["n"])
     goto(app, "evidence")
@@ -164,6 +166,18 @@ def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
     app.selectbox(key="em_col").set_value(place).run()
     assert not app.exception
     assert f"{n} passages: {onto.label(dim)} × {onto.label(place)}" in texts(app)
+
+
+def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
+    """Facet × place: which places have evidence of humility, of ceding power, ... and where the gaps are."""
+    onto, passages = corpus_kb.ontology, corpus_kb.retriever.passages
+    table = views.evidence_table(passages, "facet", "place", onto, corpus_kb.documents())
+    facets = [c for c in onto.in_scheme("dimensions") if c.broader]
+    assert sorted(table.index) == sorted(c.label for c in facets)
+    expected = Counter((d, pl) for p in passages for d in p.dimensions for pl in p.places)
+    (facet, place), n = next(((d, pl), n) for (d, pl), n in expected.most_common() if d in {c.id for c in facets})
+    assert table.loc[onto.label(facet), onto.label(place)] == n
+    assert table.isna().any().any(), "gaps should show as empty cells"
 
 
 def test_every_page_renders(app, corpus_kb):
