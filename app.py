@@ -122,6 +122,12 @@ def cached_answer(kb: KnowledgeBase, question: str, filters: Filters):
     return ans, seconds
 
 
+def with_current(options: list[str], key: str) -> list[str]:
+    """The options, plus the value a tag's "filter by this" put in ``key`` if they lack it."""
+    current = st.session_state.get(key)
+    return options + [current] if current and current not in options else options
+
+
 def page_ask() -> None:
     kb = get_kb()
     st.title("Ask the evidence")
@@ -139,15 +145,10 @@ def page_ask() -> None:
     with st.expander("Filters", expanded=any(st.session_state.get(k) for k in FILTER_KEYS)):
         c1, c2, c3, c4, c5 = st.columns(5)
         c1.selectbox("Place", [c.label for c in onto.in_scheme("places")], index=None, key="f_place", placeholder="Any place")
-        # The six dimensions, each followed by its facets that some passage names.
-        dims = [r["label"] for r in views.scheme_tree(onto, "dimensions", counts) if r["depth"] == 0 or r["passages"]]
-        if st.session_state.get("f_dimension") and st.session_state["f_dimension"] not in dims:
-            dims.append(st.session_state["f_dimension"])
-        c2.selectbox("Dimension", dims, index=None, key="f_dimension", placeholder="Any dimension or facet")
+        c2.selectbox("Dimension", with_current(views.dimension_options(onto, counts), "f_dimension"), index=None,
+                     key="f_dimension", placeholder="Any dimension or facet")
         concepts = [c.label for c in onto.in_scheme("concepts") if counts.get(c.id)]
-        if st.session_state.get("f_concept") and st.session_state["f_concept"] not in concepts:
-            concepts.append(st.session_state["f_concept"])
-        c3.selectbox("Concept", concepts, index=None, key="f_concept", placeholder="Any concept")
+        c3.selectbox("Concept", with_current(concepts, "f_concept"), index=None, key="f_concept", placeholder="Any concept")
         titles = {d["doc_id"]: d["title"] for d in docs}
         c4.selectbox("Document", list(titles), index=None, key="f_doc", format_func=lambda d: titles.get(d, d), placeholder="Any document")
         years = sorted({d["year"] for d in docs if d["year"]})

@@ -272,6 +272,11 @@ def scheme_tree(ontology: "Ontology", scheme: str, counts: dict[str, int] | None
     return rows
 
 
+def dimension_options(ontology: "Ontology", counts: dict[str, int]) -> list[str]:
+    """The six dimensions, each followed by those of its facets that some passage names."""
+    return [r["label"] for r in scheme_tree(ontology, "dimensions", counts) if r["depth"] == 0 or r["passages"]]
+
+
 def tags(passage: "Passage", labels: dict[str, str]) -> list[tuple[str, str, str]]:
     """(kind, id, label) for a passage's places, concepts and dimensions."""
     out = []
