@@ -181,30 +181,33 @@ def page_ask() -> None:
     by_id = {p.chunk_id: p for p in kb.retriever.passages}
     if ans.citations:
         st.subheader("Sources")
-    for c in ans.citations:
-        doc = kb.document(c.doc_id)
-        p = by_id.get(c.chunk_id)
-        publisher = meta.get(c.doc_id, {}).get("publisher", "")
+    for src in views.sources(ans.citations):
+        first = src.citations[0]
+        doc = kb.document(first.doc_id)
+        p = by_id.get(src.chunk_id)
+        publisher = meta.get(first.doc_id, {}).get("publisher", "")
         with st.container(border=True):
-            st.markdown(f"**\\[{c.n}\\] {esc(c.title)}**")
-            who = views.authors_text(c.authors) or publisher or "author not given"
-            page = f"p. {c.page}" if c.page is not None else "no page numbers"
-            st.caption(esc(f"{who} · {c.year or 'n.d.'} · {page}"))
+            st.markdown(f"**{esc(src.numbers)} {esc(first.title)}**")
+            who = views.authors_text(first.authors) or publisher or "author not given"
+            st.caption(esc(f"{who} · {first.year or 'n.d.'} · {src.pages}"))
+            quotes = [(c.start, c.end) for c in src.citations]
             if doc is not None and p is not None:
-                before, quote, after = views.split_quote(doc.text, p.start, p.end, c.start, c.end)
+                runs = views.quoted_runs(doc.text, p.start, p.end, quotes)
             else:
-                before, quote, after = "", c.quote, ""
-            st.markdown(views.emphasised_markdown(before, quote, after))
+                runs = [(c.quote, True) for c in src.citations]
+            st.markdown(views.emphasised_markdown(runs))
             if p is not None:
-                tag_row(p, labels, f"c{c.n}")
+                tag_row(p, labels, f"c{first.n}")
             left, right = st.columns([3, 2])
-            with left.expander(f"Open the document at {page}" if c.page is not None else "Open the document here"):
+            where = f"p. {first.page}" if first.page is not None else ""
+            with left.expander(f"Open the document at {where}" if where else "Open the document here"):
                 if doc is not None:
-                    st.caption(esc(f"{c.title} — {page}"))
-                    st.text(views.page_text(doc, c.page, around=(c.start, c.end)))
+                    st.caption(esc(f"{first.title} — {where or 'no page numbers'}"))
+                    st.text(views.page_text(doc, first.page, around=(first.start, src.citations[-1].end)))
             with right:
                 st.caption("Copy reference")
-                st.code(views.citation_reference(c, publisher), language=None, wrap_lines=True)
+                refs = dict.fromkeys(views.citation_reference(c, publisher) for c in src.citations)
+                st.code("\n".join(refs), language=None, wrap_lines=True)
     if ans.citations or ans.passages:
         md = views.answer_markdown(ans, {d: m.get("publisher", "") for d, m in meta.items()}, active)
         st.download_button("Download answer with references", md, file_name="answer.md", mime="text/markdown")

@@ -1,7 +1,7 @@
 """Pure helpers for the Streamlit front end (``app.py``): no Streamlit in here, so they are testable.
 
 They turn what :class:`kb.knowledge.KnowledgeBase` returns into what a page shows: escaped
-Markdown, a passage split around its quote, references, the Markdown download of an answer,
+Markdown, a passage with its quotes in bold, an answer's sources, references, the Markdown download of an answer,
 evidence-map tables, scheme trees and place points; and they save uploads safely under
 ``KB_HOME/uploads`` before they are ingested like any other file.
 """
@@ -43,34 +43,69 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
-def split_quote(text: str, passage_start: int, passage_end: int, quote_start: int, quote_end: int) -> tuple[str, str, str]:
-    """(before, quote, after) of a passage around a quote, all by offsets into ``text`` (the
-    document's canonical text). The window widens to hold the quote if it runs past the passage."""
-    lo = max(0, min(passage_start, quote_start))
-    hi = min(len(text), max(passage_end, quote_end))
-    qs = max(lo, min(quote_start, hi))
-    qe = max(qs, min(quote_end, hi))
-    return text[lo:qs], text[qs:qe], text[qe:hi]
+def quoted_runs(text: str, passage_start: int, passage_end: int,
+                quotes: Iterable[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """A passage as ``(text, is_quote)`` runs around its quotes, all by offsets into ``text`` (the
+    document's canonical text). The window widens to hold a quote that runs past the passage;
+    overlapping quotes merge."""
+    spans = sorted((max(0, a), min(len(text), b)) for a, b in quotes if b > a)
+    lo = max(0, min([passage_start, *(a for a, _ in spans)]))
+    hi = min(len(text), max([passage_end, *(b for _, b in spans)]))
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    runs, at = [], lo
+    for a, b in merged:
+        if a > at:
+            runs.append((text[at:a], False))
+        runs.append((text[a:b], True))
+        at = b
+    if hi > at:
+        runs.append((text[at:hi], False))
+    return runs
 
 
-def emphasised_markdown(before: str, quote: str, after: str, limit: int = 700) -> str:
-    """Escaped Markdown of a passage with its quote in bold; long context is trimmed with an ellipsis."""
-    before = " ".join(before.split())
-    after = " ".join(after.split())
-    quote = " ".join(quote.split())
-    if len(before) > limit:
-        before = "…" + before[-limit:].split(" ", 1)[-1]
-    if len(after) > limit:
-        after = after[:limit].rsplit(" ", 1)[0] + "…"
-    parts = []
-    if before:
-        parts.append(md_escape(before))
-    if quote:
-        parts.append(f"**{md_escape(quote)}**")
-    if after:
-        parts.append(md_escape(after))
-    # Spaces around the bold run keep it a valid CommonMark emphasis even mid-word.
-    return " ".join(parts)
+def emphasised_markdown(runs: list[tuple[str, bool]], limit: int = 700) -> str:
+    """Escaped Markdown of a passage with its quotes in bold; long context before the first quote
+    and after the last is trimmed with an ellipsis."""
+    flat = [(" ".join(t.split()), q) for t, q in runs]
+    flat = [(t, q) for t, q in flat if t]
+    if flat and not flat[0][1] and len(flat[0][0]) > limit:
+        flat[0] = ("…" + flat[0][0][-limit:].split(" ", 1)[-1], False)
+    if flat and not flat[-1][1] and len(flat[-1][0]) > limit:
+        flat[-1] = (flat[-1][0][:limit].rsplit(" ", 1)[0] + "…", False)
+    # Spaces around a bold run keep it a valid CommonMark emphasis even mid-word.
+    return " ".join(f"**{md_escape(t)}**" if q else md_escape(t) for t, q in flat)
+
+
+@dataclass
+class Source:
+    """The citations an answer takes from one passage, shown together: the passage once, each quote in bold."""
+
+    chunk_id: str
+    citations: list["Citation"]
+
+    @property
+    def numbers(self) -> str:
+        return " ".join(f"[{c.n}]" for c in self.citations)
+
+    @property
+    def pages(self) -> str:
+        pages = list(dict.fromkeys(c.page for c in self.citations if c.page is not None))
+        if not pages:
+            return "no page numbers"
+        return f"p. {pages[0]}" if len(pages) == 1 else "pp. " + ", ".join(map(str, pages))
+
+
+def sources(citations: Iterable["Citation"]) -> list[Source]:
+    """Citations grouped by the passage they quote, in the order of their first number."""
+    groups: dict[str, list] = {}
+    for c in citations:
+        groups.setdefault(c.chunk_id, []).append(c)
+    return [Source(chunk_id, cs) for chunk_id, cs in groups.items()]
 
 
 # -- references -----------------------------------------------------------------------------------

@@ -80,10 +80,12 @@ def test_ask_cites_the_right_title_and_page(app, corpus_kb):
         assert c.page == page
         ref = views.citation_reference(c, doc.meta.publisher)
         assert doc.meta.title in ref and (page is None or ref.endswith(f", p. {page}"))
-        assert ref in refs, (ref, refs)
-        assert f"[{c.n}] {doc.meta.title}" in shown
-        # the quote is shown in bold inside its passage
-        assert any(f"**{views.md_escape(c.quote)}**" in m.value for m in app.markdown)
+        assert any(ref in r.splitlines() for r in refs), (ref, refs)
+    # one card per passage cited, headed by its citation numbers; the passage shows once, each quote in bold
+    for src in views.sources(expected.citations):
+        assert f"{src.numbers} {src.citations[0].title}" in shown
+        bold = [all(f"**{views.md_escape(c.quote)}**" in m.value for c in src.citations) for m in app.markdown]
+        assert sum(bold) == 1, src.numbers
     # the answer downloads as Markdown with the references
     download = app.get("download_button")
     assert download and "Download answer with references" in download[0].proto.label
@@ -301,11 +303,30 @@ def test_corpus_text_is_inert_markdown():
     md = views.md_escape(hostile)
     assert "<" not in md.replace("\\<", "") and ">" not in md.replace("\\>", "")
     assert unescape(md) == hostile
-    before, quote, after = views.split_quote("0123456789", 2, 8, 4, 6)
-    assert (before, quote, after) == ("23", "45", "67")
-    assert views.emphasised_markdown("a <b>", "quote", "c") == "a \\<b\\> **quote** c"
+    assert views.quoted_runs("0123456789", 2, 8, [(4, 6)]) == [("23", False), ("45", True), ("67", False)]
+    assert views.emphasised_markdown([("a <b>", False), ("quote", True), ("c", False)]) == "a \\<b\\> **quote** c"
     assert views.reference(["A. One", "B. Two", "C. Three"], 2013, "Title", 4) == "A. One, B. Two and C. Three (2013) Title, p. 4"
     assert views.reference([], None, "Web page", None, "The Leadership Centre") == "The Leadership Centre (n.d.) Web page"
+
+
+def test_citations_of_one_passage_are_one_source():
+    from kb.answer import Citation
+
+    def cite(n, chunk, page, start, end):
+        return Citation(n, chunk, "doc", "Title", page, "quote", start, end)
+
+    cs = [cite(1, "doc:3", 12, 40, 50), cite(2, "doc:3", 13, 70, 80), cite(3, "doc:5", 14, 200, 230), cite(4, "doc:3", 13, 90, 95)]
+    groups = views.sources(cs)
+    assert [(g.chunk_id, g.numbers, g.pages) for g in groups] == [
+        ("doc:3", "[1] [2] [4]", "pp. 12, 13"), ("doc:5", "[3]", "p. 14")]
+    text = "".join(chr(ord("a") + i % 26) for i in range(120))
+    runs = views.quoted_runs(text, 30, 100, [(g.start, g.end) for g in groups[0].citations] + [(75, 85)])
+    assert [(r, q) for r, q in runs if q] == [(text[40:50], True), (text[70:85], True), (text[90:95], True)]
+    assert "".join(r for r, _ in runs) == text[30:100]
+    # a quote running past its passage widens the window; long context is trimmed at the ends only
+    assert "".join(r for r, _ in views.quoted_runs(text, 30, 100, [(95, 110)])) == text[30:110]
+    md = views.emphasised_markdown([("x " * 400, False), ("one", True), (" y " * 10, False), ("two", True), ("z " * 400, False)])
+    assert md.startswith("…x") and md.endswith("z…") and "**one** y y y y y y y y y y **two**" in md
 
 
 # -- first start and evaluation ------------------------------------------------------------------------
