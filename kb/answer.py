@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 ANSWER_THRESHOLD = 0.30
 MAX_SENTENCES = 3
 MMR_LAMBDA = 0.75
+# In MMR, two sentences of one passage count as at least this similar, so that an answer draws on a
+# second passage when one is nearly as relevant (chosen on the four question sets: gold coverage
+# 0.604 -> 0.621 on average, 1.6 -> 1.8 passages per answer).
+SAME_PASSAGE = 0.8
 # A sentence less likely to answer than this share of the best one's chance is not picked.
 SENTENCE_FLOOR = 0.1
 # Answer sentences come from the top 6 passages (their vectors are stored at ingestion).
@@ -130,13 +134,21 @@ def candidate_vectors(kb: "KnowledgeBase", candidates: list[Candidate]) -> np.nd
     return np.stack([stored[key] if key in stored else next(fresh) for key in keys])
 
 
-def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = MMR_LAMBDA, floor: float = 0.0) -> list[int]:
-    """Maximal marginal relevance: relevant to the question, unlike what is already chosen."""
+def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = MMR_LAMBDA, floor: float = 0.0,
+        groups: list[str] | None = None, same_group: float = 0.0) -> list[int]:
+    """Maximal marginal relevance: relevant to the question, unlike what is already chosen.
+
+    With ``groups`` (each item's passage), two items of one group count as at least ``same_group`` alike."""
     chosen: list[int] = []
     remaining = [i for i in range(len(query_sims)) if query_sims[i] >= floor]
+
+    def alike(i: int, j: int) -> float:
+        sim = float(vectors[i] @ vectors[j])
+        return max(sim, same_group) if groups is not None and groups[i] == groups[j] else sim
+
     while remaining and len(chosen) < k:
         def gain(i: int) -> float:
-            redundancy = max((float(vectors[i] @ vectors[j]) for j in chosen), default=0.0)
+            redundancy = max((alike(i, j) for j in chosen), default=0.0)
             return lam * float(query_sims[i]) - (1 - lam) * redundancy
         best = max(remaining, key=gain)
         chosen.append(best)
@@ -213,6 +225,8 @@ def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
     # Relative to the best, so that MMR weighs relevance against repetition the same way for every question.
     relevance = probabilities(candidate_rows(kb, question, candidates, vectors @ vector))
     relevance = relevance / relevance.max()
-    picked = [candidates[i] for i in mmr(relevance, vectors, MAX_SENTENCES, floor=SENTENCE_FLOOR)]
+    passages = [c.hit.passage.chunk_id for c in candidates]
+    picked = [candidates[i] for i in mmr(relevance, vectors, MAX_SENTENCES, floor=SENTENCE_FLOOR,
+                                         groups=passages, same_group=SAME_PASSAGE)]
     text, citations = compose(kb, picked)
     return Answer(question, True, text, citations, passages=hits[:k], notes=notes)

@@ -8,7 +8,7 @@ import re
 import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
-from kb.answer import unknown_names
+from kb.answer import mmr, unknown_names
 from kb.retrieval import Filters, FilterError, dense_scores, fuse
 
 QUESTIONS = [
@@ -43,6 +43,20 @@ def test_dense_ranks_a_passage_by_its_best_sentence_plus_a_share_of_the_second()
     ranked = dense_scores(sentences, passages=[("c", 0.75), ("a", 0.20)])
     assert [cid for cid, _ in ranked] == ["b", "c", "a"]
     assert dict(ranked) == pytest.approx({"b": 0.66 + 0.3 * 0.60, "a": 0.70 + 0.3 * 0.10, "c": 0.75})
+
+
+def test_mmr_reaches_for_a_second_passage_when_it_is_nearly_as_relevant():
+    import numpy as np
+
+    # three unrelated sentences: two of passage a (relevance 1.0, 0.95), one of passage b (0.9)
+    vectors = np.eye(3, dtype=np.float32)
+    relevance = np.array([1.0, 0.95, 0.9])
+    assert mmr(relevance, vectors, 2) == [0, 1]
+    assert mmr(relevance, vectors, 2, groups=["a", "a", "b"], same_group=0.8) == [0, 2]
+    # a passage far less relevant is still not preferred
+    assert mmr(np.array([1.0, 0.95, 0.3]), vectors, 2, groups=["a", "a", "b"], same_group=0.8) == [0, 1]
+    # below the floor nothing is picked, however diverse
+    assert mmr(relevance, vectors, 3, floor=0.92, groups=["a", "a", "b"], same_group=0.8) == [0, 1]
 
 
 def test_pooled_budgets_finds_barnet_or_bradford_without_the_words(corpus_kb):
