@@ -172,6 +172,29 @@ def compose(kb: "KnowledgeBase", picked: list[Candidate]) -> tuple[str, list[Cit
     return " ".join(parts), citations
 
 
+# A question asking for an amount of money, or for how much something changed, and what gives one.
+_ASKS_MONEY = re.compile(
+    r"\bhow much\b[^?]*\b(cost\w*|money|sav\w*|fund\w*|pool\w*|spen[dt]\w*|pay|paid|budget\w*|invest\w*|worth)\b"
+    r"|\bwhat (?:is|was|were|are) the (?:cost|price|budget|salary|fee)s?(?![-\w])|\bwhat did\b[^?]*\bcost\b"
+    r"|\b(?:minimum|maximum|total) amount\b|\b(?:salary|salaries|fees?|price)\b", re.I)
+_ASKS_CHANGE = re.compile(
+    r"\bby how much\b|\bhow much\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
+    r"reduc\w*|drop\w*|grow\w*|grew|improv\w*)\b", re.I)
+_MONEY = re.compile(r"[£$€]\s?\d|\b\d[\d,.]*\s?(?:million|billion|bn|m|k|pounds|euros|dollars)\b", re.I)
+_CHANGE = re.compile(r"\d\s?%|\bper ?cent\b|\b\d+(?:\.\d+)?\s?(?:times|fold)\b|\b(?:doubled|halved|tripled|trebled)\b", re.I)
+
+
+def missing_amount(question: str, quotes: list[str]) -> str:
+    """The kind of amount the question asks for ("an amount of money", "the size of the change")
+    when no quote gives one, else "". Sentences about the right topic without the figure do not answer it."""
+    text = " ".join(quotes)
+    if _ASKS_MONEY.search(question) and not _MONEY.search(text):
+        return "an amount of money"
+    if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or _MONEY.search(text)):
+        return "the size of the change"
+    return ""
+
+
 _NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-z]{2,})(?:['’]s)?\b")
 _ACRONYM = re.compile(r"\b([A-Z]{2,}[A-Z0-9]*)s?\b")
 _YEAR = re.compile(r"\b((?:19|20)[0-9]{2})\b")
@@ -228,5 +251,10 @@ def answer(kb: "KnowledgeBase", question: str, k: int = 5, mode: str = "hybrid",
     passages = [c.hit.passage.chunk_id for c in candidates]
     picked = [candidates[i] for i in mmr(relevance, vectors, MAX_SENTENCES, floor=SENTENCE_FLOOR,
                                          groups=passages, same_group=SAME_PASSAGE)]
+    amount = missing_amount(question, [c.text for c in picked])
+    if amount:
+        return Answer(question, False, f"The passages found do not state {amount}, which the question asks for, "
+                      "so there is no answer to give; the closest passages are listed below.", passages=hits[:k],
+                      notes=[f"the question asks for {amount}; no sentence picked gives one"])
     text, citations = compose(kb, picked)
     return Answer(question, True, text, citations, passages=hits[:k], notes=notes)

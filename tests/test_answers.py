@@ -8,7 +8,7 @@ import re
 import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
-from kb.answer import mmr, unknown_names
+from kb.answer import missing_amount, mmr, unknown_names
 from kb.retrieval import Filters, FilterError, dense_scores, fuse
 
 QUESTIONS = [
@@ -128,6 +128,33 @@ def test_weak_evidence_gets_the_honest_no_answer(corpus_kb, question):
     assert not answer.answered
     assert "little on this" in answer.answer
     assert answer.passages  # the nearest passages are still shown
+
+
+def test_a_question_for_an_amount_needs_a_quote_that_gives_one():
+    assert missing_amount("How much did the pilot cost to run?", ["The pilot ran in 2009/10."]) == "an amount of money"
+    assert missing_amount("What did the pilot cost?", ["It cost £2.5m over two years."]) == ""
+    assert missing_amount("What is the typical salary of a director?", ["Directors lead services."]) == "an amount of money"
+    assert missing_amount("How much pooled funding backs it?", ["It leverages £1.5m in pooled funding."]) == ""
+    assert missing_amount("By how much did obesity fall?", ["15 Durham - Tackling childhood obesity."]) == "the size of the change"
+    assert missing_amount("How much did food bank use rise?", ["Use had increased by 47% over four months."]) == ""
+    # other questions, and words that only look like a request for money, are left alone
+    assert missing_amount("Why did the cost-savings argument carry less weight?", ["Budgets were held centrally."]) == ""
+    assert missing_amount("How many sites were there?", ["Twenty-five sites took part."]) == ""
+
+
+@pytest.mark.parametrize("question, answered, quoted", [
+    ("What did the Bradford Total Place pilot cost to run?", False, None),
+    ("By how much did obesity fall in Gloucestershire?", False, None),
+    ("How much pooled funding does the Local Vision programme leverage?", True, "£1.5m"),
+    ("How big was the pooled commissioning budget that Local Vision helped to create?", True, "£460"),
+])
+def test_amounts_are_quoted_or_not_claimed(corpus_kb, question, answered, quoted):
+    answer = corpus_kb.ask(question)
+    assert answer.answered is answered, answer.to_text()
+    if answered:
+        assert any(quoted in c.quote for c in answer.citations), answer.to_text()
+    else:
+        assert answer.answer.startswith("The passages found do not state") and answer.passages
 
 
 @pytest.mark.parametrize("question", ["", "   ", "x" * 10_000, "SELECT * WHERE { ?s ?p ?o } ; DROP ALL .*+?[(", "\" } UNION { ?s ?p ?o"])
