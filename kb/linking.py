@@ -185,9 +185,13 @@ class Linker:
             p.concepts = self.concept_ids(p.text)
             p.places = self.place_ids(p.text)
             named = self.dimension_labels.ids(p.text)
-            roots = list(dict.fromkeys(self.top_dimension.get(d, d) for d in named))
+            roots = self.roots(named)
             facets = [d for d in named if d not in roots]
             p.dimensions = choose_dimensions(s, roots, threshold) + facets
+
+    def roots(self, dimension_ids: list[str]) -> list[str]:
+        """The six dimensions that these dimensions and facets belong to, once each, in order."""
+        return list(dict.fromkeys(self.top_dimension.get(d, d) for d in dimension_ids))
 
     def concept_ids(self, text: str) -> list[str]:
         """Concepts named, except inside an organisation's name ("Social Care Institute for

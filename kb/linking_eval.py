@@ -174,7 +174,7 @@ def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[floa
         copies = [copy.copy(p) for p in passages]
         kb.linker.link(copies, vectors, threshold=t)
         for p in copies:  # the labels name the six dimensions, not their facets
-            p.dimensions = list(dict.fromkeys(kb.linker.top_dimension.get(d, d) for d in p.dimensions))
+            p.dimensions = kb.linker.roots(p.dimensions)
         out[t] = copies
     return out
 
