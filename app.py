@@ -2,7 +2,7 @@
 places, the library and evaluation. Start it with ``kb app`` (or ``streamlit run app.py``).
 
 Thin on purpose: the work is done by :class:`kb.knowledge.KnowledgeBase` (the same calls as
-the CLI) and the pure helpers in :mod:`kb.views`. Corpus text is only ever shown through
+the CLI), the pure helpers in :mod:`kb.ui.views` and the uploads of :mod:`kb.ui.uploads`. Corpus text is only ever shown through
 escaped Markdown or ``st.text``/``st.code``; no raw HTML is rendered anywhere.
 """
 
@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from kb import views
 from kb.config import PROJECT_ROOT
 from kb.knowledge import KnowledgeBase, shared
-from kb.retrieval import FilterError, Filters
+from kb.records import Filters
+from kb.search.retrieval import FilterError
+from kb.stores.lock import LockedError
+from kb.ui import uploads, views
 
 st.set_page_config(page_title="Systems leadership evidence", page_icon=":material/explore:", layout="wide")
 
@@ -43,8 +45,6 @@ def ensure_ingested(kb: KnowledgeBase) -> None:
     """An empty knowledge base ingests the shipped corpus first, with a progress widget."""
     if not kb.is_empty():
         return
-    from kb.lock import LockedError
-
     with st.status("The knowledge base is empty: ingesting the shipped corpus…", expanded=True) as status:
         bar = st.progress(0.0, text="Starting")
 
@@ -149,9 +149,9 @@ def page_ask() -> None:
                      key="f_dimension", placeholder="Any dimension or facet")
         concepts = [c.label for c in onto.in_scheme("concepts") if counts.get(c.id)]
         c3.selectbox("Concept", with_current(concepts, "f_concept"), index=None, key="f_concept", placeholder="Any concept")
-        titles = {d["doc_id"]: d["title"] for d in docs}
+        titles = {d.doc_id: d.title for d in docs}
         c4.selectbox("Document", list(titles), index=None, key="f_doc", format_func=lambda d: titles.get(d, d), placeholder="Any document")
-        years = sorted({d["year"] for d in docs if d["year"]})
+        years = sorted({d.year for d in docs if d.year})
         c5.selectbox("Year", years, index=None, key="f_year", placeholder="Any year")
         st.button("Clear filters", on_click=clear_filters)
 
@@ -167,7 +167,7 @@ def page_ask() -> None:
         return
 
     labels = kb.labels()
-    meta = {d["doc_id"]: d for d in docs}
+    publishers = {d.doc_id: d.publisher for d in docs}
     st.subheader("Answer")
     if ans.answered:
         st.markdown(esc(ans.answer))
@@ -185,7 +185,7 @@ def page_ask() -> None:
         first = src.citations[0]
         doc = kb.document(first.doc_id)
         p = by_id.get(src.chunk_id)
-        publisher = meta.get(first.doc_id, {}).get("publisher", "")
+        publisher = publishers.get(first.doc_id, "")
         with st.container(border=True):
             st.markdown(f"**{esc(src.numbers)} {esc(first.title)}**")
             who = views.authors_text(first.authors) or publisher or "author not given"
@@ -209,7 +209,7 @@ def page_ask() -> None:
                 refs = dict.fromkeys(views.citation_reference(c, publisher) for c in src.citations)
                 st.code("\n".join(refs), language=None, wrap_lines=True)
     if ans.citations or ans.passages:
-        md = views.answer_markdown(ans, {d: m.get("publisher", "") for d, m in meta.items()}, active)
+        md = views.answer_markdown(ans, publishers, active)
         st.download_button("Download answer with references", md, file_name="answer.md", mime="text/markdown")
     cited = {c.chunk_id for c in ans.citations}
     others = [h for h in ans.passages if h.passage.chunk_id not in cited]
@@ -269,8 +269,8 @@ def page_browse() -> None:
 
 def concept_page(kb: KnowledgeBase, cid: str) -> None:
     onto = kb.ontology
-    info = views.concept_summary(kb, cid)
-    c = info["concept"]
+    info = kb.concept_page(cid)
+    c = info.concept
     st.header(c.label)
     st.caption(esc(f"{c.scheme[:-1]} · id {c.id}"))
     if c.definition:
@@ -288,15 +288,17 @@ def concept_page(kb: KnowledgeBase, cid: str) -> None:
         for j, other in enumerate(ids):
             cols[j % len(cols)].button(onto.label(other), key=f"rel-{name}-{other}", on_click=open_concept,
                                        args=(other,), width="stretch")
-    passages = info["passages"]
+    passages = info.passages
     st.subheader(f"{len(passages)} passages evidence {c.label}")
-    if info["documents"]:
+    if info.documents:
         a, b = st.columns(2)
         a.markdown("**Documents**")
-        a.dataframe(pd.DataFrame(info["documents"])[["title", "passages"]], hide_index=True)
-        if info["places"]:
+        a.dataframe(pd.DataFrame(info.documents, columns=["doc_id", "title", "passages"])[["title", "passages"]],
+                    hide_index=True)
+        if info.places:
             b.markdown("**Places**")
-            b.dataframe(pd.DataFrame(info["places"])[["place", "passages"]], hide_index=True)
+            b.dataframe(pd.DataFrame(info.places, columns=["id", "place", "passages"])[["place", "passages"]],
+                        hide_index=True)
     labels = kb.labels()
     shown = passages[:25]
     for p in shown:
@@ -413,15 +415,15 @@ def page_library() -> None:
     kb = get_kb()
     st.title("Library")
     docs = kb.documents()
-    frame = pd.DataFrame([{**d, "authors": ", ".join(d["authors"])} for d in docs],
+    frame = pd.DataFrame([{**d.to_json(), "authors": ", ".join(d.authors)} for d in docs],
                          columns=["title", "authors", "year", "type", "pages", "passages", "doc_id", "publisher"])
     st.dataframe(frame, hide_index=True, column_config={"year": st.column_config.NumberColumn(format="%d")})
-    st.caption(f"{len(docs)} documents, {sum(d['passages'] for d in docs)} passages, in {kb.settings.home}")
+    st.caption(f"{len(docs)} documents, {sum(d.passages for d in docs)} passages, in {kb.settings.home}")
 
     st.subheader("Add a document")
     st.caption(f"PDF, text, Markdown or HTML, up to {kb.settings.max_file_mb} MB. It is saved under "
                f"{kb.settings.uploads_dir} and ingested like the shipped documents: searchable at once.")
-    up = st.file_uploader("Upload", type=list(views.UPLOAD_TYPES), key="upload",
+    up = st.file_uploader("Upload", type=list(uploads.UPLOAD_TYPES), key="upload",
                           max_upload_size=kb.settings.max_file_mb)
     done: dict = st.session_state.setdefault("uploads_done", {})
     if up is not None and up.file_id not in done:
@@ -432,7 +434,7 @@ def page_library() -> None:
                 bar.progress(min(1.0, (n + 0.5) / max(total, 1)) if name else 1.0,
                              text=f"Reading, embedding and linking {name}" if name else "Updating the search index")
 
-            outcome = views.ingest_upload(kb, up.name, up.getvalue(), on_progress=step)
+            outcome = uploads.ingest_upload(kb, up.name, up.getvalue(), on_progress=step)
             bar.progress(1.0, text="Done")
             status.update(label=f"{up.name}: " + ("ingested" if outcome.ok else "could not be ingested"),
                           state="complete" if outcome.ok else "error", expanded=False)
@@ -522,12 +524,12 @@ def page_evaluation() -> None:
         if gold is not None:
             folder = kb.settings.home / "eval-gold"
             folder.mkdir(parents=True, exist_ok=True)
-            gold_path = folder / views.safe_filename(gold.name)
+            gold_path = folder / uploads.safe_filename(gold.name)
             gold_path.write_bytes(gold.getvalue())
     baseline = st.checkbox("Include the llama-index baseline (slower)", value=True, key="eval_baseline")
     if st.button("Run evaluation", type="primary", disabled=gold_path is None):
         try:
-            from kb.evaluation import run_evaluation
+            from kb.evals.run import run_evaluation  # llama-index loads only when an evaluation runs
         except Exception as exc:  # the evaluation module is optional for the rest of the app
             st.error(esc(f"The evaluation is not available: {exc}"))
             return

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from kb.models import Document, Passage
+from kb.records import Document, Passage
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by space and a capital,
 # digit, quote or bracket, unless the full stop belongs to a common abbreviation.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from kb.models import DocumentMeta
+from kb.records import DocumentMeta
 
 SOURCES_FILE = "sources.yaml"
 TYPES_BY_SUFFIX = {".pdf": "pdf", ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "web-page", ".htm": "web-page"}

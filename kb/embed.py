@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -12,13 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-# Nothing may reach a model hub at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from tqdm import tqdm
 
 _lock = threading.Lock()
+
+
+def offline() -> None:
+    """Tell the Hugging Face libraries, before they are first imported, that nothing may reach a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 # Texts per forward pass. On 2 CPU cores 16 beat 32 and 64 (ingesting the shipped corpus:
 # 24, 28 and 28 s): texts sorted by length pad less in small batches.
 BATCH = 16
@@ -38,6 +43,7 @@ class Embedder:
     CACHE_CHARS = 2_000
 
     def __init__(self, model_path: str, compiled: Path | None = None) -> None:
+        offline()
         self.model_path = model_path
         self._model = None
         self._fast = load_compiled(compiled) if compiled else None
@@ -59,6 +65,7 @@ class Embedder:
     def model(self):
         """The sentence-transformers model (loaded on first use when a compiled encoder runs)."""
         if self._model is None:
+            # Imported here: it takes seconds, and the compiled encoder runs without it.
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(self.model_path, device="cpu", local_files_only=True)
@@ -98,6 +105,11 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([known[t] if t in known else fresh[t] for t in texts])
 
+    def clear_cache(self) -> None:
+        """Forget the remembered vectors, so that a timed call pays for encoding as a new question would."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def remembers(self, text: str) -> bool:
         with self._cache_lock:
             return text in self._cache
@@ -132,8 +144,7 @@ class CompiledEncoder:
     max_seq_length: int
 
     def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
-        import torch
-        from tqdm import tqdm
+        import torch  # seconds to import: only when encoding
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding per batch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -149,7 +160,7 @@ class CompiledEncoder:
 
 def _mean_pooled(transformer):
     """The transformer followed by mean pooling and normalisation, as one torch module to trace."""
-    import torch
+    import torch  # seconds to import: only when compiling
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, inner) -> None:
@@ -175,9 +186,7 @@ def compile_encoder(embedder: Embedder, path: Path) -> bool:
     a server can start without importing sentence-transformers. Only models made of a transformer,
     mean pooling and normalisation qualify; the trace must reproduce the model's vectors, else
     nothing is written. Returns whether a compiled encoder is at ``path``."""
-    import json
-
-    import torch
+    import torch  # seconds to import: only when compiling
 
     model = embedder.model
     kinds = [type(m).__name__ for m in model]
@@ -193,7 +202,7 @@ def compile_encoder(embedder: Embedder, path: Path) -> bool:
             "pad_id": model.tokenizer.pad_token_id, "pad_token": model.tokenizer.pad_token}))
         enc = model.tokenizer(CHECK_TEXTS[:2], padding=True, truncation=True, max_length=embedder.max_seq_length,
                               return_tensors="pt")
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # loaded with the model already
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # its notes about the config are not the user's business
@@ -219,11 +228,9 @@ def compile_encoder(embedder: Embedder, path: Path) -> bool:
 
 def load_compiled(path: Path) -> CompiledEncoder | None:
     """The compiled encoder in ``path``, or None when there is none or it cannot be loaded."""
-    import json
-
     try:
         meta = json.loads((path / "encoder.json").read_text())
-        import torch
+        import torch  # seconds to import: only when a compiled encoder is loaded
         from tokenizers import Tokenizer
 
         with warnings.catch_warnings():
@@ -243,6 +250,7 @@ def load_compiled(path: Path) -> CompiledEncoder | None:
 @lru_cache(maxsize=2)
 def get_cross_encoder(model_path: str):
     """An optional reranker (``KB_RERANKER``): a local cross-encoder folder or cached model name."""
-    from sentence_transformers import CrossEncoder
+    offline()
+    from sentence_transformers import CrossEncoder  # optional and slow to import
 
     return CrossEncoder(model_path, device="cpu", local_files_only=True)

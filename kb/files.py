@@ -1,10 +1,11 @@
-"""Small file helpers: atomic writes, so a killed run never leaves a half-written file."""
+"""Small file helpers: atomic writes, so a killed run never leaves a half-written file, and JSON(L) reading."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -33,3 +34,22 @@ def read_json(path: Path, default=None):
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+
+
+def read_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, object]]:
+    """Each non-blank line of a JSONL file with its line number. Problems raise ``error`` with a
+    message naming the file and, for a bad line, its number."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read it as UTF-8 text: {exc}") from None
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None

@@ -8,8 +8,9 @@ import re
 import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
-from kb.answer import missing_amount, mmr, unknown_names
-from kb.retrieval import Filters, FilterError, dense_scores, fuse
+from kb.records import Filters
+from kb.search.answer import missing_amount, mmr, unknown_names
+from kb.search.retrieval import FilterError, dense_scores, fuse
 
 QUESTIONS = [
     "How did others handle pooled budgets?",
@@ -167,7 +168,7 @@ def test_hostile_questions_get_a_reply_not_a_traceback(corpus_kb, question):
 
 
 def test_cli_search_and_ask_json_contract(corpus_kb, capsys, tmp_path):
-    from kb.cli import main
+    from kb.ui.cli import main
 
     home = str(corpus_kb.settings.home)
     assert main(["--home", home, "search", "pooled budgets", "--k", "3", "--json"]) == 0
@@ -239,7 +240,7 @@ def test_prompt_injection_changes_neither_format_nor_checks(corpus_kb):
 
 
 def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(corpus_kb, new_kb, tmp_path):
-    from kb.answer import candidate_sentences, candidate_vectors
+    from kb.search.answer import candidate_sentences
 
     emb = corpus_kb.embedder
     texts = ["pooled budgets in Barnet", "a shared purpose", "pooled budgets in Barnet"]
@@ -258,14 +259,14 @@ def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(c
     kb = new_kb()
     assert kb.ingest([tmp_path / "note.txt"], progress=False).ok
     hit = kb.search("shared purpose", k=1).hits[0]
-    candidates = candidate_sentences(kb, [hit])
+    candidates = candidate_sentences([hit])
     assert [c.text for c in candidates] == ["Leaders in Wigan agreed a shared purpose over two long years of talks.",
                                            "They pooled budgets for older people and measured what changed."]
     stored = kb.store.sentence_vectors([hit.passage.chunk_id])
     assert sorted((r.start, r.end) for r in stored) == [(c.start, c.end) for c in candidates]
     emb._cache.clear()
     misses = emb.misses
-    vectors = candidate_vectors(kb, candidates)
+    vectors = kb.answerer.candidate_vectors(candidates)
     assert emb.misses == misses
     assert abs(vectors - emb._encode([c.text for c in candidates], 64, False)).max() < 1e-5
 
@@ -292,10 +293,10 @@ def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_
 
 
 def test_the_knowledge_base_is_a_llama_index_retriever(corpus_kb):
-    from kb.llama import KnowledgeBaseRetriever
+    from kb.search.llama import KnowledgeBaseRetriever
 
     question = "How did others handle pooled budgets?"
-    nodes = KnowledgeBaseRetriever(corpus_kb, k=3).retrieve(question)
+    nodes = KnowledgeBaseRetriever(corpus_kb.retriever, corpus_kb.labels(), k=3).retrieve(question)
     hits = corpus_kb.search(question, k=3).hits
     assert [n.node.node_id for n in nodes] == [h.passage.chunk_id for h in hits]
     for n in nodes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kb import views
+from kb.ui import uploads, views
 from kb.config import PROJECT_ROOT
 from kb.knowledge import KnowledgeBase
 from tests.conftest import make_settings, write_pdf
@@ -202,7 +202,7 @@ def test_every_page_renders(app, corpus_kb):
     assert "Bradford" in [h.value for h in app.header]
     goto(app, "library")
     titles = set(app.dataframe[0].value["title"])
-    assert {d["title"] for d in corpus_kb.documents()} <= titles
+    assert {d.title for d in corpus_kb.documents()} <= titles
     goto(app, "evaluation")
     assert any(b.label == "Run evaluation" for b in app.button)
     assert {f"Committed results (evals/{n})" for n in ("RESULTS.md", "HELDOUT.md", "FRESH.md")} <= {e.label for e in app.expander}
@@ -242,7 +242,7 @@ def test_an_uploaded_pdf_is_searchable_at_once(small_home, monkeypatch, tmp_path
     assert (uploads / "Quillfeather review ü.pdf").exists()
     assert not list(small_home.settings.home.parent.glob("*.pdf"))
     assert "Quillfeather Valley Partnership Review" in set(at.dataframe[0].value["title"]) or \
-        "Quillfeather Valley Partnership Review" in {d["title"] for d in small_home.documents()}
+        "Quillfeather Valley Partnership Review" in {d.title for d in small_home.documents()}
     goto(at, "ask")
     ask(at, "How did the Quillfeather Valley partnership pool its budgets?")
     refs = [line for c in at.code for line in c.value.splitlines()]  # a card's quotes may start on two pages
@@ -252,7 +252,7 @@ def test_an_uploaded_pdf_is_searchable_at_once(small_home, monkeypatch, tmp_path
 
 
 def test_a_corrupt_upload_gets_the_cli_error_and_nothing_breaks(small_home, monkeypatch, tmp_path, capsys):
-    from kb.cli import main as cli
+    from kb.ui.cli import main as cli
 
     bad = b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\nthis is not really a PDF\n%%EOF"
     probe = tmp_path / "broken.pdf"
@@ -280,22 +280,22 @@ def test_a_corrupt_upload_gets_the_cli_error_and_nothing_breaks(small_home, monk
 
 # -- the pure helpers ----------------------------------------------------------------------------------
 def test_upload_names_are_sanitised_and_kept_inside_uploads(tmp_path):
-    assert views.safe_filename("../../etc/passwd.txt") == "passwd.txt"
-    assert views.safe_filename("..\\..\\evil.pdf") == "evil.pdf"
-    assert views.safe_filename("a\x00b\x1f..c.md") == "ab.c.md"
-    assert views.safe_filename("Ünïcødé résumé 東京.pdf") == "Ünïcødé résumé 東京.pdf"
-    assert views.safe_filename("..") == "upload"
-    long = views.safe_filename("x" * 500 + ".html")
+    assert uploads.safe_filename("../../etc/passwd.txt") == "passwd.txt"
+    assert uploads.safe_filename("..\\..\\evil.pdf") == "evil.pdf"
+    assert uploads.safe_filename("a\x00b\x1f..c.md") == "ab.c.md"
+    assert uploads.safe_filename("Ünïcødé résumé 東京.pdf") == "Ünïcødé résumé 東京.pdf"
+    assert uploads.safe_filename("..") == "upload"
+    long = uploads.safe_filename("x" * 500 + ".html")
     assert long.endswith(".html") and len(long) <= views.MAX_NAME_CHARS
     root = tmp_path / "uploads"
-    p = views.save_upload("../../../../tmp/owned.txt", b"hello", root, 1)
+    p = uploads.save_upload("../../../../tmp/owned.txt", b"hello", root, 1)
     assert p.parent == root.resolve() and p.name == "owned.txt"
-    assert views.save_upload("owned.txt", b"hello", root, 1) == p          # same content: same file
-    assert views.save_upload("owned.txt", b"other", root, 1).name == "owned-1.txt"
-    with pytest.raises(views.UploadError, match="upload limit"):
-        views.save_upload("big.txt", b"x" * (1024 * 1024 + 1), root, 1)
-    with pytest.raises(views.UploadError, match="unsupported file type"):
-        views.save_upload("tool.exe", b"MZ", root, 1)
+    assert uploads.save_upload("owned.txt", b"hello", root, 1) == p          # same content: same file
+    assert uploads.save_upload("owned.txt", b"other", root, 1).name == "owned-1.txt"
+    with pytest.raises(uploads.UploadError, match="upload limit"):
+        uploads.save_upload("big.txt", b"x" * (1024 * 1024 + 1), root, 1)
+    with pytest.raises(uploads.UploadError, match="unsupported file type"):
+        uploads.save_upload("tool.exe", b"MZ", root, 1)
 
 
 def test_corpus_text_is_inert_markdown():
@@ -310,7 +310,7 @@ def test_corpus_text_is_inert_markdown():
 
 
 def test_citations_of_one_passage_are_one_source():
-    from kb.answer import Citation
+    from kb.records import Citation
 
     def cite(n, chunk, page, start, end):
         return Citation(n, chunk, "doc", "Title", page, "quote", start, end)

@@ -3,7 +3,7 @@
 The knowledge base is the shipped corpus plus one hostile text document whose text carries
 ``<script>`` and an ``onerror`` handler: it must show as literal text and run nothing. The test
 asks the pooled-budgets question on the Ask page, checks that the citation ``kb.ask`` gives
-(title and page) is rendered, times the answers, and saves a screenshot to ``$KB_ARTIFACTS``
+(title and page) is rendered, times the answers, and saves a screenshot to ``$TEST_ARTIFACTS``
 (default ``artifacts/``).
 """
 
@@ -68,7 +68,7 @@ def free_port() -> int:
 
 
 def artifacts() -> Path:
-    folder = Path(os.environ.get("KB_ARTIFACTS") or PROJECT_ROOT / "artifacts")
+    folder = Path(os.environ.get("TEST_ARTIFACTS") or PROJECT_ROOT / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

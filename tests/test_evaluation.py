@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from kb.cli import main
+from kb.ui.cli import main
 from kb.config import PROJECT_ROOT
-from kb.evaluation import MODES, GoldError, judgements_for, load_gold, load_judgements
+from kb.evals.gold import GoldError, judgements_for, load_gold, load_judgements
+from kb.evals.report import MODES
 
 GOLD = PROJECT_ROOT / "evals" / "gold.jsonl"
 GOOD = {"id": "g1", "question": "What are the six dimensions?",

@@ -8,11 +8,11 @@ import shutil
 import pytest
 from rdflib import Graph
 
-from kb.cli import main
+from kb.ui.cli import main
 from kb.config import PROJECT_ROOT
-from kb.consistency import validate
-from kb.ontology import Ontology, OntologyError
-from kb.validate import validate_vocabulary
+from kb.check import validate
+from kb.vocab.ontology import Ontology, OntologyError
+from kb.vocab.validate import validate_vocabulary
 
 ONTOLOGY = PROJECT_ROOT / "ontology"
 
@@ -89,17 +89,17 @@ concept:budget-pools a skos:Concept ; skos:inScheme slo:concepts ;
 
 
 def test_ingested_graph_validates_and_agrees_with_chroma(corpus_kb):
-    assert validate(corpus_kb) == []
+    assert validate(corpus_kb.settings.ontology, corpus_kb.ontology, corpus_kb.graph) == []
     assert corpus_kb.graph.passage_ids() == set(corpus_kb.store.ids())
 
 
 def test_a_broken_passage_is_named_by_its_graph_file(corpus_kb, tmp_path):
-    from kb.validate import validate_graph
+    from kb.vocab.validate import validate_graph
 
     doc_id, part = next(iter(corpus_kb.graph.docs.items()))
     broken = Graph()
     broken += part
-    from kb.graph import SLO
+    from kb.vocab.ontology import SLO
     node = next(broken.subjects(predicate=SLO.start))
     broken.remove((node, SLO.start, None))
     problems = validate_graph(corpus_kb.ontology.graph, {tmp_path / "x.nt": broken}, ONTOLOGY)
@@ -147,7 +147,7 @@ def test_sparql_select_ask_and_refused_updates(corpus_kb, capsys):
              "?d dcterms:identifier ?id } ORDER BY ?id LIMIT 1")
     assert main(["--home", home, "sparql", query, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["vars"] == ["id"] and out["rows"][0]["id"] in {d["doc_id"] for d in corpus_kb.documents()}
+    assert out["vars"] == ["id"] and out["rows"][0]["id"] in {d.doc_id for d in corpus_kb.documents()}
     assert main(["--home", home, "sparql", "ASK { place:barnet skos:broader place:london }", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"boolean": True}
     assert main(["--home", home, "sparql", "DELETE WHERE { ?s ?p ?o }"]) == 2
@@ -185,8 +185,7 @@ def test_a_changed_vocabulary_relinks_on_the_next_ingest(tmp_path, new_kb):
     concepts.write_text(concepts.read_text(encoding="utf-8").replace(
         'skos:altLabel "pooled budget"@en', 'skos:altLabel "kitty fund"@en, "pooled budget"@en', 1), encoding="utf-8")
     kb = new_kb(ontology=folder)
-    from kb.consistency import check
-    assert "1 document(s) linked with an older vocabulary" in " ".join(check(kb))
+    assert "1 document(s) linked with an older vocabulary" in " ".join(kb.check())
     report = kb.ingest([docs], progress=False)
     assert [r.status for r in report.results] == ["ingested"]
     assert kb.retriever.passages[0].concepts == ["pooled-budgets"]

@@ -44,7 +44,7 @@ def test_pdf_pages_and_offsets_are_exact(new_kb, tmp_path):
 def test_no_passage_is_cut_by_the_model(corpus_kb):
     tok = corpus_kb.embedder.tokenizer
     limit = corpus_kb.embedder.max_seq_length
-    titles = {d["doc_id"]: d["title"] for d in corpus_kb.documents()}
+    titles = {d.doc_id: d.title for d in corpus_kb.documents()}
     for p in corpus_kb.retriever.passages:
         n = len(tok(p.embed_text(titles[p.doc_id]))["input_ids"])
         assert n <= limit, (p.chunk_id, n)
@@ -89,7 +89,7 @@ def test_known_page_openings(corpus_kb):
 
 
 def test_web_pages_have_no_pages(corpus_kb):
-    info = corpus_kb.document_json("nhsla-systems-leadership-2014")
+    info = corpus_kb.document_info("nhsla-systems-leadership-2014").to_json()
     assert info["pages"] == []
     hits = corpus_kb.search("Better Care Fund Care Bill Health and Wellbeing Boards", k=3, mode="bm25").hits
     assert hits[0].passage.doc_id == "nhsla-systems-leadership-2014" and hits[0].passage.page is None
@@ -127,7 +127,7 @@ def test_reingest_is_incremental_replaces_and_prunes(new_kb, tmp_path):
 
 
 def test_bad_files_are_reported_by_name_and_the_rest_ingests(new_kb, tmp_path, capsys):
-    from kb.cli import main
+    from kb.ui.cli import main
 
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -192,7 +192,7 @@ def test_user_file_metadata_from_the_file_itself(new_kb, tmp_path):
 
 
 def test_shipped_corpus_carries_its_sources_metadata(corpus_kb):
-    docs = {d["doc_id"]: d for d in corpus_kb.documents()}
+    docs = {d.doc_id: d.to_json() for d in corpus_kb.documents()}
     assert set(docs) == {"vsc-synthesis-2013", "nhsla-systems-leadership-2014", "vsc-leadership-scenarios-2013",
                          "revolution-improvised-2-2015", "leadership-centre-local-vision"}
     assert docs["vsc-synthesis-2013"]["authors"] == ["Deborah Ghate", "Jane Lewis", "David Welbourn"]

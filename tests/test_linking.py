@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from kb import linking_eval
 from kb.config import PROJECT_ROOT
-from kb.linking import LabelMatcher, choose_dimensions
-from kb.ontology import Concept, Ontology
+from kb.evals import linking as linking_eval
+from kb.records import Concept
+from kb.vocab.linking import LabelMatcher, choose_dimensions
+from kb.vocab.ontology import Ontology
+
+EVALS = PROJECT_ROOT / "evals"
 
 
 def concept(cid: str, label: str, *alts: str) -> Concept:
@@ -43,7 +45,7 @@ class NoModel:
 
 @pytest.fixture(scope="module")
 def linker():
-    from kb.linking import Linker
+    from kb.vocab.linking import Linker
 
     return Linker(Ontology.load(PROJECT_ROOT / "ontology"), NoModel())
 
@@ -92,7 +94,7 @@ def test_a_named_facet_is_linked_with_its_dimension(linker):
     """Passages carry the six dimensions they evidence, then the facets they name, so that a
     facet ("humility") can be counted, browsed and filtered on."""
     import numpy as np
-    from kb.models import Passage
+    from kb.records import Passage
 
     text = "Leaders showed humility and magnanimity; they build relationships across the system."
     p = Passage(chunk_id="d:1", doc_id="d", text=text, start=0, end=len(text), page=1)
@@ -101,7 +103,7 @@ def test_a_named_facet_is_linked_with_its_dimension(linker):
 
 
 def test_a_facet_filter_finds_the_passages_that_name_it(corpus_kb):
-    from kb.retrieval import Filters
+    from kb.records import Filters
 
     hits = corpus_kb.search("what kind of leader succeeds across systems", k=5, filters=Filters(dimension="humility")).hits
     assert hits and all("humility" in h.passage.dimensions for h in hits)
@@ -124,7 +126,7 @@ def test_malformed_linking_gold_names_the_line(tmp_path):
 
 def test_linking_quality_on_the_hand_labelled_passages(corpus_kb):
     """The figures of evals/LINKING.md; these floors catch a regression in labels or matching."""
-    gold = linking_eval.load_gold(linking_eval.GOLD, set(corpus_kb.ontology.concepts))
+    gold = linking_eval.load_gold(EVALS / "linking.jsonl", set(corpus_kb.ontology.concepts))
     assert len(gold) >= 60
     r = linking_eval.evaluate(corpus_kb, gold)
     assert r["places"].precision >= 0.95 and r["places"].recall >= 0.9
@@ -134,11 +136,11 @@ def test_linking_quality_on_the_hand_labelled_passages(corpus_kb):
 
 @pytest.mark.parametrize("path, floors", [
     # held-out: labelled blind, though two general rules later came from its errors
-    (linking_eval.HELDOUT_GOLD, {"places": (0.95, 0.95), "concepts": (0.9, 0.83), "dimensions": (0.7, 0.35)}),
+    (EVALS / "linking_heldout.jsonl", {"places": (0.95, 0.95), "concepts": (0.9, 0.83), "dimensions": (0.7, 0.35)}),
     # third: labelled blind; its misses later led to new concept labels
-    (linking_eval.THIRD_GOLD, {"places": (0.95, 0.95), "concepts": (0.93, 0.82), "dimensions": (0.8, 0.4)}),
+    (EVALS / "linking_third.jsonl", {"places": (0.95, 0.95), "concepts": (0.93, 0.82), "dimensions": (0.8, 0.4)}),
     # fourth: labelled blind and nothing tuned on it (evals/LINKING.md)
-    (linking_eval.FOURTH_GOLD, {"places": (0.9, 0.95), "concepts": (0.9, 0.8), "dimensions": (0.8, 0.25)}),
+    (EVALS / "linking_fourth.jsonl", {"places": (0.9, 0.95), "concepts": (0.9, 0.8), "dimensions": (0.8, 0.25)}),
 ], ids=["held-out", "third", "fourth"])
 def test_linking_quality_on_passages_labelled_blind(corpus_kb, path, floors):
     """Labels written without the linker; floors a little under today's figures, so a change that
@@ -166,12 +168,12 @@ def test_second_annotator_labels_the_same_passages_and_agrees_with_the_first(cor
     """Two independent readers agree closely (evals/LINKING.md), so the targets ask for what a
     careful reader does; the linker is scored against the second reader too."""
     known = set(corpus_kb.ontology.concepts)
-    first = linking_eval.load_gold(linking_eval.HELDOUT_GOLD, known)
-    second = linking_eval.load_gold(linking_eval.second_path(linking_eval.HELDOUT_GOLD), known)
+    first = linking_eval.load_gold(EVALS / "linking_heldout.jsonl", known)
+    second = linking_eval.load_gold(linking_eval.second_path(EVALS / "linking_heldout.jsonl"), known)
     ag = linking_eval.agreement(corpus_kb, first, second)
     assert ag.between["concepts"].f1 >= 0.9 and ag.dimension_kappa >= 0.8
     assert ag.linker["places"].recall == 1.0
     assert ag.linker["concepts"].precision >= 0.9 and ag.linker["concepts"].recall >= 0.75
-    assert linking_eval.second_path(linking_eval.GOLD).name == "linking.second.jsonl"
-    assert len(linking_eval.align(linking_eval.load_gold(linking_eval.GOLD, known),
-                                  linking_eval.load_gold(linking_eval.second_path(linking_eval.GOLD), known))) == 67
+    assert linking_eval.second_path(EVALS / "linking.jsonl").name == "linking.second.jsonl"
+    assert len(linking_eval.align(linking_eval.load_gold(EVALS / "linking.jsonl", known),
+                                  linking_eval.load_gold(linking_eval.second_path(EVALS / "linking.jsonl"), known))) == 67

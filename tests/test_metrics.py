@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kb.metrics import (
+from kb.evals.metrics import (
     Span,
     collapsed_index,
     covers,

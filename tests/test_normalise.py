@@ -2,7 +2,7 @@
 
 from ingest.chunk import chunk, heading_breaks, quotable_sentences, sentences
 from ingest.normalise import RawPage, clean_line, normalise
-from kb.models import Block, Document, DocumentMeta
+from kb.records import Block, Document, DocumentMeta
 
 
 def test_clean_line_tabs_and_spaces():

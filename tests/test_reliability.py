@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.consistency import check
 from kb.knowledge import KnowledgeBase
-from kb.lock import ingest_lock
+from kb.records import SentenceRecord
+from kb.stores.lock import ingest_lock
 from tests.conftest import CORPUS, make_settings
 
 KB = [sys.executable, "-m", "kb.cli"]
@@ -44,7 +44,7 @@ def run_kb(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
 
 def assert_consistent(home: Path) -> KnowledgeBase:
     kb = KnowledgeBase(make_settings(home))
-    problems = check(kb)
+    problems = kb.check()
     assert problems == [], problems
     ids = kb.store.ids()
     assert len(ids) == len(set(ids)) == len(kb.manifest.chunk_ids())
@@ -89,14 +89,13 @@ def test_check_reports_and_repairs_an_orphan(new_kb, tmp_path):
     entry = next(iter(kb.manifest.entries.values()))
     del kb.manifest.entries[entry.path]
     kb.manifest.save()
-    problems = check(kb)
+    problems = kb.check()
     assert any("no finished ingestion recorded" in p for p in problems)
-    check(kb, repair=True)
-    assert check(kb) == []
+    kb.check(repair=True)
+    assert kb.check() == []
 
 
 def test_check_finds_missing_and_orphan_sentence_vectors_and_older_knowledge_bases(new_kb, tmp_path):
-    from kb.store import SentenceRecord
 
     kb = new_kb()
     folder = tmp_path / "docs"
@@ -110,26 +109,26 @@ def test_check_finds_missing_and_orphan_sentence_vectors_and_older_knowledge_bas
     # and one belongs to no recorded passage.
     kb.store.delete_sentences(kb.store.sentence_ids()[:1])
     kb.store.upsert_sentences([SentenceRecord("gone:123", "gone", 0, 40)], kb.embedder.encode(["stray"]))
-    problems = check(kb)
+    problems = kb.check()
     assert f"{entry.path}: its passages or sentences are missing from Chroma or the graph (an interrupted run?)" in problems
     assert "1 sentence vector(s) in Chroma of passages that no finished ingestion recorded" in problems
-    check(kb, repair=True)
-    assert check(kb) == [] and len(kb.store.sentence_ids()) == 2
+    kb.check(repair=True)
+    assert kb.check() == [] and len(kb.store.sentence_ids()) == 2
     # A knowledge base written before sentences were stored is upgraded by the next ingest.
     kb.manifest.entries[entry.path].sentences = None
     kb.manifest.save()
     kb.store.delete_sentences(kb.store.sentence_ids())
-    assert any("without sentence vectors" in p for p in check(kb))
+    assert any("without sentence vectors" in p for p in kb.check())
     report = kb.ingest([folder], progress=False)
     assert [r.status for r in report.results] == ["ingested"]
-    assert check(kb) == [] and len(kb.store.sentence_ids()) == 2
+    assert kb.check() == [] and len(kb.store.sentence_ids()) == 2
     # One split by older chunking rules is split anew by the next ingest, and only that one.
     kb.manifest.entries[entry.path].chunker = 1
     kb.manifest.save()
-    assert "1 document(s) split into passages by older chunking rules (`kb ingest` or --repair splits them anew)" in check(kb)
+    assert "1 document(s) split into passages by older chunking rules (`kb ingest` or --repair splits them anew)" in kb.check()
     assert [r.status for r in kb.ingest([folder], progress=False).results] == ["ingested"]
     assert [r.status for r in kb.ingest([folder], progress=False).results] == ["unchanged"]
-    assert check(kb) == []
+    assert kb.check() == []
 
 
 def test_second_ingestion_is_refused_while_one_runs(tmp_path):
@@ -239,4 +238,4 @@ def test_server_store_behaves_like_the_embedded_one(chroma_server, corpus_kb, tm
         # built HNSW indexes may order differently: equal to within a hair, not to the bit.
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=0.01)
         assert kb.ask(q).to_json()["citations"] == corpus_kb.ask(q).to_json()["citations"]
-    assert check(kb) == []
+    assert kb.check() == []

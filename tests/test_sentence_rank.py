@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 
 from kb.config import PROJECT_ROOT
-from kb.sentence_rank import (
-    FEATURES,
-    examples,
-    features,
-    fit,
-    probabilities,
-    top3,
-    word_overlap,
-)
+from kb.evals.fit_sentences import examples, fit, top3
+from kb.search.sentence_rank import FEATURES, features, probabilities, word_overlap
 
 
 def test_word_overlap_weighs_rare_words_and_counts_words_said_otherwise():

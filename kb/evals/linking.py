@@ -5,59 +5,29 @@ the places, concepts and/or dimensions a careful reader links it to (a kind left
 is not scored for it: ``evals/linking_dimensions.jsonl`` labels dimensions only). A set may have a
 second, independent labelling of the same passages beside it (``NAME.second.jsonl``): how far the two
 readers agree shows what the targets ask of the linker. The passages are linked again
-here by the same :class:`kb.linking.Linker` that ingestion uses, so the figures measure the
+here by the same :class:`kb.vocab.linking.Linker` that ingestion uses, so the figures measure the
 code as shipped; ``calibrate`` sweeps the dimension threshold over the same labels.
 
-    python -m kb.linking_eval [--gold FILE] [--out FILE.md]
+    python -m kb.evals.linking [--gold FILE ...] [--out FILE.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from kb.config import PROJECT_ROOT, Settings
-from kb.linking import DIMENSION_THRESHOLD
-
-if TYPE_CHECKING:
-    from kb.knowledge import KnowledgeBase
-    from kb.models import Passage
+from kb.config import PROJECT_ROOT
+from kb.files import read_jsonl
+from kb.knowledge import KnowledgeBase
+from kb.records import Passage
+from kb.vocab.linking import DIMENSION_THRESHOLD
 
 KINDS = ("places", "concepts", "dimensions")
-GOLD = PROJECT_ROOT / "evals" / "linking.jsonl"
-DIMENSIONS_GOLD = PROJECT_ROOT / "evals" / "linking_dimensions.jsonl"
-# Labelled blind by a helper session that never saw the linker or its output (see evals/LINKING.md).
-HELDOUT_GOLD = PROJECT_ROOT / "evals" / "linking_heldout.jsonl"
-# A third blind set, from the passages left after the other three (see its note below).
-THIRD_GOLD = PROJECT_ROOT / "evals" / "linking_third.jsonl"
-# A fourth, labelled blind in session 8 before the vocabulary changes its misses could have led to.
-FOURTH_GOLD = PROJECT_ROOT / "evals" / "linking_fourth.jsonl"
-# Said under a set's heading in the report: how its labels came about.
-NOTES = {
-    "linking_heldout.jsonl": (
-        "Labelled blind: a helper session labelled 70 passages drawn at random from those in neither "
-        "other set, from the vocabulary files alone, without running the linker or seeing its output. "
-        "Measured first with the linker as it then stood: places P 0.917 / R 1.000, concepts P 0.902 / "
-        "R 0.795, dimensions P 0.760 / R 0.358. Its errors led to two general rules (organisation names "
-        "and speakers' tags are not concepts; a compass part of a city is not the city), so the figures "
-        "below are no longer blind."),
-    "linking_third.jsonl": (
-        "Labelled blind in session 7: a fourth helper session labelled 70 passages drawn at random from "
-        "those in no other set, to `evals/LABELLING.md`, from the vocabulary files alone. Measured once "
-        "with the linker unchanged since: places P 1.000 / R 1.000, concepts P 0.971 / R 0.772, "
-        "dimensions P 0.879 / R 0.439. In session 8 its misses, with those of the first two sets, led to "
-        "new alternative labels for 18 concepts (\"outcomes\", \"users\", \"boundaries\", \"collective goals\", ...), "
-        "so the figures below are no longer blind."),
-    "linking_fourth.jsonl": (
-        "Labelled blind in session 8: a fifth helper session labelled 70 passages drawn at random from those "
-        "in no other set, to `evals/LABELLING.md`, from the vocabulary files alone. Measured before the new "
-        "concept labels (places P 0.937 / R 0.967, concepts P 0.937 / R 0.786, dimensions P 0.864 / R 0.271) "
-        "and once after them (below); nothing has been tuned on it."),
-}
+# The labelled sets, in the report's order; how each came about is in evals/README.md.
+SETS = [PROJECT_ROOT / "evals" / name for name in
+        ("linking.jsonl", "linking_dimensions.jsonl", "linking_heldout.jsonl", "linking_third.jsonl", "linking_fourth.jsonl")]
 TARGETS = {"places": (0.95, 0.9), "concepts": (0.95, 0.9), "dimensions": (0.8, 0.7)}
 
 
@@ -102,16 +72,13 @@ def prf(predicted: list[set[str]], gold: list[set[str]]) -> PRF:
 
 def load_gold(path: Path, known: set[str]) -> list[LinkGold]:
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, obj in read_jsonl(path, LinkGoldError):
         try:
-            obj = json.loads(line)
             labels = {k: set(obj[k]) for k in KINDS if k in obj}
             item = LinkGold(obj["doc_id"], obj["anchor"], labels)
             if not labels:
                 raise KeyError("places, concepts or dimensions")
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise LinkGoldError(f"{path}, line {n}: needs doc_id, anchor and at least one of places, concepts, dimensions ({exc})") from exc
         unknown = sorted(set().union(*labels.values()) - known)
         if unknown:
@@ -149,11 +116,11 @@ def kappa(a: list[set[str]], b: list[set[str]], labels: list[str]) -> float:
     return (observed - expected) / (1 - expected) if expected < 1 else 1.0
 
 
-def gold_passages(kb: "KnowledgeBase", gold: list[LinkGold]) -> list["Passage"]:
+def gold_passages(kb: KnowledgeBase, gold: list[LinkGold]) -> list[Passage]:
     """The stored passage each gold line names: the one in which the anchor (the labelled
     passage's opening characters) comes earliest, so that labels survive a short heading or
     figure label being joined to the front of the passage."""
-    found: dict[tuple[str, str], tuple[int, "Passage"]] = {}
+    found: dict[tuple[str, str], tuple[int, Passage]] = {}
     for g in gold:
         for p in kb.retriever.passages:
             at = p.text.find(g.anchor) if p.doc_id == g.doc_id else -1
@@ -165,9 +132,9 @@ def gold_passages(kb: "KnowledgeBase", gold: list[LinkGold]) -> list["Passage"]:
     return [found[(g.doc_id, g.anchor)][1] for g in gold]
 
 
-def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[float]) -> dict[float, list["Passage"]]:
+def relink(kb: KnowledgeBase, passages: list[Passage], thresholds: list[float]) -> dict[float, list[Passage]]:
     """Copies of ``passages`` linked afresh at each dimension threshold (embedded once)."""
-    titles = {d["doc_id"]: d["title"] for d in kb.documents()}
+    titles = {d.doc_id: d.title for d in kb.documents()}
     vectors = kb.embedder.encode([p.embed_text(titles.get(p.doc_id, "")) for p in passages])
     out = {}
     for t in thresholds:
@@ -179,12 +146,12 @@ def relink(kb: "KnowledgeBase", passages: list["Passage"], thresholds: list[floa
     return out
 
 
-def _score(linked: list["Passage"], gold: list[LinkGold], kind: str) -> PRF:
+def _score(linked: list[Passage], gold: list[LinkGold], kind: str) -> PRF:
     pairs = [(set(getattr(p, kind)), g.labels[kind]) for p, g in zip(linked, gold) if kind in g.labels]
     return prf([p for p, _ in pairs], [g for _, g in pairs])
 
 
-def evaluate(kb: "KnowledgeBase", gold: list[LinkGold], threshold: float = DIMENSION_THRESHOLD) -> dict[str, PRF]:
+def evaluate(kb: KnowledgeBase, gold: list[LinkGold], threshold: float = DIMENSION_THRESHOLD) -> dict[str, PRF]:
     """Precision and recall of each kind of link that the gold lines label."""
     linked = relink(kb, gold_passages(kb, gold), [threshold])[threshold]
     return {k: _score(linked, gold, k) for k in KINDS if any(k in g.labels for g in gold)}
@@ -199,7 +166,7 @@ class Agreement:
     dimension_kappa: float
 
 
-def agreement(kb: "KnowledgeBase", first: list[LinkGold], second: list[LinkGold],
+def agreement(kb: KnowledgeBase, first: list[LinkGold], second: list[LinkGold],
               threshold: float = DIMENSION_THRESHOLD) -> Agreement:
     second = align(first, second)
     linked = relink(kb, gold_passages(kb, first), [threshold])[threshold]
@@ -211,7 +178,7 @@ def agreement(kb: "KnowledgeBase", first: list[LinkGold], second: list[LinkGold]
                      dimension_kappa=kappa(a, b, sorted(set(kb.linker.facet_dims))))
 
 
-def calibrate(kb: "KnowledgeBase", gold: list[LinkGold], thresholds: list[float]) -> list[tuple[float, PRF]]:
+def calibrate(kb: KnowledgeBase, gold: list[LinkGold], thresholds: list[float]) -> list[tuple[float, PRF]]:
     """Dimension precision and recall at each threshold."""
     runs = relink(kb, gold_passages(kb, gold), thresholds)
     return [(t, _score(runs[t], gold, "dimensions")) for t in thresholds]
@@ -220,12 +187,10 @@ def calibrate(kb: "KnowledgeBase", gold: list[LinkGold], thresholds: list[float]
 def markdown(sets: list[tuple[str, int, dict[str, PRF], list[tuple[float, PRF]]]],
              agreements: dict[str, Agreement] | None = None) -> str:
     lines = ["# Linking, measured against hand-labelled passages", "",
-             "`python -m kb.linking_eval --out evals/LINKING.md` reproduces this. "
+             "`python -m kb.evals.linking --out evals/LINKING.md` reproduces this. "
              f"Dimension threshold in use: {DIMENSION_THRESHOLD}.", ""]
     for name, n, results, sweep in sets:
         lines += [f"## {name} ({n} passages)", ""]
-        if name in NOTES:
-            lines += [NOTES[name], ""]
         lines += ["| links | precision | recall | F1 | target (P / R) | true pos. | false pos. | missed |",
                   "|---|---|---|---|---|---|---|---|"]
         for k, r in results.items():
@@ -254,13 +219,11 @@ def _agreement_lines(name: str, ag: Agreement) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kb.knowledge import KnowledgeBase
-
-    parser = argparse.ArgumentParser(prog="python -m kb.linking_eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", type=Path, nargs="+", default=[GOLD, DIMENSIONS_GOLD, HELDOUT_GOLD, THIRD_GOLD, FOURTH_GOLD])
+    parser = argparse.ArgumentParser(prog="python -m kb.evals.linking", description=__doc__.splitlines()[0])
+    parser.add_argument("--gold", type=Path, nargs="+", default=SETS)
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args(argv)
-    kb = KnowledgeBase(Settings.from_env())
+    kb = KnowledgeBase()
     if kb.is_empty():
         kb.ingest()
     sets, agreements = [], {}

@@ -1,34 +1,25 @@
-"""Pure helpers for the Streamlit front end (``app.py``): no Streamlit in here, so they are testable.
+"""Pure helpers for the Streamlit front end (``app.py``): no Streamlit and no I/O in here, so they are testable.
 
-They turn what :class:`kb.knowledge.KnowledgeBase` returns into what a page shows: escaped
-Markdown, a passage with its quotes in bold, an answer's sources, references, the Markdown download of an answer,
-evidence-map tables, scheme trees and place points; and they save uploads safely under
-``KB_HOME/uploads`` before they are ingested like any other file.
+They turn the records that :class:`kb.knowledge.KnowledgeBase` returns into what a page shows: escaped
+Markdown, a passage with its quotes in bold, an answer's sources, references, the Markdown download
+of an answer, the lines of an ingestion report, evidence-map tables, scheme trees and place points.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
-    from kb.answer import Answer, Citation
-    from kb.knowledge import KnowledgeBase
-    from kb.models import Document, Passage
-    from kb.ontology import Ontology
+from kb.records import Answer, Citation, Document, DocumentSummary, Initiative, IngestReport, Passage
+from kb.vocab.ontology import Ontology
 
-UPLOAD_TYPES = ("pdf", "txt", "md", "markdown", "html", "htm")
-MAX_NAME_CHARS = 100
 AXES = {"dimension": "dimensions", "facet": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
 AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "place": "Place", "concept": "Concept",
-               "document": "Document"}
+               "document": Document}
 
 
 # -- text that is safe to show ------------------------------------------------------------------
@@ -86,7 +77,7 @@ class Source:
     """The citations an answer takes from one passage, shown together: the passage once, each quote in bold."""
 
     chunk_id: str
-    citations: list["Citation"]
+    citations: list[Citation]
 
     @property
     def numbers(self) -> str:
@@ -100,7 +91,7 @@ class Source:
         return f"p. {pages[0]}" if len(pages) == 1 else "pp. " + ", ".join(map(str, pages))
 
 
-def sources(citations: Iterable["Citation"]) -> list[Source]:
+def sources(citations: Iterable[Citation]) -> list[Source]:
     """Citations grouped by the passage they quote, in the order of their first number."""
     groups: dict[str, list] = {}
     for c in citations:
@@ -126,11 +117,11 @@ def reference(authors: Iterable[str], year: int | None, title: str, page: int | 
     return f"{who} ({year or 'n.d.'}) {title}{where}"
 
 
-def citation_reference(c: "Citation", publisher: str = "") -> str:
+def citation_reference(c: Citation, publisher: str = "") -> str:
     return reference(c.authors, c.year, c.title, c.page, publisher)
 
 
-def answer_markdown(answer: "Answer", publishers: dict[str, str] | None = None,
+def answer_markdown(answer: Answer, publishers: dict[str, str] | None = None,
                     filters: dict | None = None) -> str:
     """The answer with its ``[n]`` markers and a numbered reference list with the quotes, as Markdown."""
     publishers = publishers or {}
@@ -156,87 +147,7 @@ def answer_markdown(answer: "Answer", publishers: dict[str, str] | None = None,
     return "\n".join(lines)
 
 
-def page_text(doc: "Document", page: int | None, around: tuple[int, int] | None = None, window: int = 1500) -> str:
-    """The text of one page of a document; for unpaged documents, the text around a passage."""
-    if page is not None:
-        for span in doc.pages:
-            if span.page == page:
-                return doc.text[span.start:span.end]
-    if around is not None:
-        lo = max(0, around[0] - window)
-        hi = min(len(doc.text), around[1] + window)
-        return ("…" if lo else "") + doc.text[lo:hi] + ("…" if hi < len(doc.text) else "")
-    return doc.text[:2 * window]
-
-
-# -- uploads --------------------------------------------------------------------------------------
-class UploadError(ValueError):
-    """An upload refused before ingestion (type, size, empty), with the reason."""
-
-
-def safe_filename(name: str, max_chars: int = MAX_NAME_CHARS) -> str:
-    """A file name that cannot leave its folder: no path parts, no ``..``, no control characters;
-    letters in any script are kept; the extension survives when the name is shortened."""
-    name = unicodedata.normalize("NFC", name or "")
-    name = re.split(r"[\\/]", name)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = re.sub(r"[^\w\s.()\-]", "_", name)       # \w keeps non-ASCII letters and digits
-    name = re.sub(r"\.{2,}", ".", name)
-    name = re.sub(r"\s+", " ", name).strip(" .")
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, ""
-    ext = ext[:10]
-    stem = stem.strip(" .") or "upload"
-    room = max(1, max_chars - (len(ext) + 1 if ext else 0))
-    stem = stem[:room].rstrip(" .") or "upload"
-    return f"{stem}.{ext}" if ext else stem
-
-
-def save_upload(name: str, data: bytes, uploads_dir: Path, max_mb: int | float,
-                types: Iterable[str] = UPLOAD_TYPES) -> Path:
-    """Write an upload under ``uploads_dir`` with a sanitised name and return its path.
-
-    The same content uploaded again reuses its file; a different file with a taken name gets a
-    numbered name. Raises UploadError for a wrong type or an over-size file."""
-    clean = safe_filename(name)
-    suffix = Path(clean).suffix.lower().lstrip(".")
-    if suffix not in set(types):
-        raise UploadError(f"{clean}: unsupported file type '.{suffix or '(none)'}': use PDF, text, Markdown or HTML")
-    if len(data) > max_mb * 1024 * 1024:
-        raise UploadError(f"{clean}: {len(data) / 1048576:.1f} MB is over the {max_mb} MB upload limit")
-    root = Path(uploads_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    stem, ext = Path(clean).stem, Path(clean).suffix
-    target = root / clean
-    n = 1
-    while target.exists():
-        if target.read_bytes() == data:
-            return target
-        target = root / f"{stem}-{n}{ext}"
-        n += 1
-    if target.resolve().parent != root:  # belt and braces: never outside the uploads folder
-        raise UploadError(f"{name!r}: not a usable file name")
-    from kb.files import write_atomic
-
-    write_atomic(target, data)
-    return target
-
-
-@dataclass
-class UploadOutcome:
-    """What happened to one upload: the CLI's report lines, and whether it is searchable now."""
-
-    name: str
-    path: str = ""
-    ok: bool = False
-    doc_id: str = ""
-    passages: int = 0
-    lines: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def report_lines(report) -> tuple[list[str], list[str]]:
+def report_lines(report: IngestReport) -> tuple[list[str], list[str]]:
     """The lines ``kb ingest`` prints for a report: (information, errors), in the CLI's words."""
     info, errors = [], []
     for r in report.having("ingested"):
@@ -255,36 +166,21 @@ def report_lines(report) -> tuple[list[str], list[str]]:
     return info, errors
 
 
-def ingest_upload(kb: "KnowledgeBase", name: str, data: bytes,
-                  on_progress: Callable[[str, int, int], None] | None = None) -> UploadOutcome:
-    """Save an upload under ``KB_HOME/uploads`` and ingest it; a file that fails is removed again."""
-    from kb.lock import LockedError
-
-    out = UploadOutcome(name=name)
-    try:
-        path = save_upload(name, data, kb.settings.uploads_dir, kb.settings.max_file_mb)
-    except (UploadError, OSError) as exc:
-        out.errors.append(f"FAILED    {name}: {exc}")
-        return out
-    out.path = str(path)
-    try:
-        report = kb.ingest([path], progress=False, on_progress=on_progress)
-    except LockedError as exc:
-        out.errors.append(f"kb: {exc}")
-        return out
-    out.lines, out.errors = report_lines(report)
-    done = report.having("ingested") + report.having("unchanged") + report.having("duplicate")
-    if done and not report.failed:
-        out.ok = True
-        out.doc_id = done[0].doc_id
-        out.passages = done[0].passages
-    if report.failed and not kb.manifest.entries.get(str(path)):
-        path.unlink(missing_ok=True)
-    return out
+def page_text(doc: Document, page: int | None, around: tuple[int, int] | None = None, window: int = 1500) -> str:
+    """The text of one page of a document; for unpaged documents, the text around a passage."""
+    if page is not None:
+        for span in doc.pages:
+            if span.page == page:
+                return doc.text[span.start:span.end]
+    if around is not None:
+        lo = max(0, around[0] - window)
+        hi = min(len(doc.text), around[1] + window)
+        return ("…" if lo else "") + doc.text[lo:hi] + ("…" if hi < len(doc.text) else "")
+    return doc.text[:2 * window]
 
 
 # -- the ontology as trees, tags and points -------------------------------------------------------
-def scheme_tree(ontology: "Ontology", scheme: str, counts: dict[str, int] | None = None) -> list[dict]:
+def scheme_tree(ontology: Ontology, scheme: str, counts: dict[str, int] | None = None) -> list[dict]:
     """Depth-first rows of a scheme: depth, id, label, direct passages and passages with narrower."""
     counts = counts or {}
     rows: list[dict] = []
@@ -307,12 +203,12 @@ def scheme_tree(ontology: "Ontology", scheme: str, counts: dict[str, int] | None
     return rows
 
 
-def dimension_options(ontology: "Ontology", counts: dict[str, int]) -> list[str]:
+def dimension_options(ontology: Ontology, counts: dict[str, int]) -> list[str]:
     """The six dimensions, each followed by those of its facets that some passage names."""
     return [r["label"] for r in scheme_tree(ontology, "dimensions", counts) if r["depth"] == 0 or r["passages"]]
 
 
-def tags(passage: "Passage", labels: dict[str, str]) -> list[tuple[str, str, str]]:
+def tags(passage: Passage, labels: dict[str, str]) -> list[tuple[str, str, str]]:
     """(kind, id, label) for a passage's places, concepts and dimensions."""
     out = []
     for kind, ids in (("place", passage.places), ("concept", passage.concepts), ("dimension", passage.dimensions)):
@@ -320,29 +216,12 @@ def tags(passage: "Passage", labels: dict[str, str]) -> list[tuple[str, str, str
     return out
 
 
-def passages_linked(passages: Iterable["Passage"], wanted: set[str]) -> list["Passage"]:
+def passages_linked(passages: Iterable[Passage], wanted: set[str]) -> list[Passage]:
     """Passages linked to any of ``wanted`` (concept, place or dimension ids)."""
     return [p for p in passages if wanted.intersection(p.concepts + p.places + p.dimensions)]
 
 
-def concept_summary(kb: "KnowledgeBase", concept_id: str, narrower: bool = True) -> dict:
-    """A concept page: the concept, its passages (with narrower entries), and where they come from."""
-    onto = kb.ontology
-    c = onto.concepts[concept_id]
-    wanted = onto.narrower_closure(concept_id) if narrower else {concept_id}
-    found = passages_linked(kb.retriever.passages, wanted)
-    titles = {d["doc_id"]: d["title"] for d in kb.documents()}
-    docs = Counter(p.doc_id for p in found)
-    places = Counter(pl for p in found for pl in p.places)
-    return {
-        "concept": c,
-        "passages": found,
-        "documents": [{"doc_id": d, "title": titles.get(d, d), "passages": n} for d, n in docs.most_common()],
-        "places": [{"id": pl, "place": onto.label(pl), "passages": n} for pl, n in places.most_common()],
-    }
-
-
-def place_points(ontology: "Ontology", counts: dict[str, int]) -> list[dict]:
+def place_points(ontology: Ontology, counts: dict[str, int]) -> list[dict]:
     """Places with coordinates, each with its passage count (itself and narrower places) and a
     marker radius in metres that grows with the evidence."""
     rows = []
@@ -355,7 +234,7 @@ def place_points(ontology: "Ontology", counts: dict[str, int]) -> list[dict]:
     return rows
 
 
-def initiatives_for(ontology: "Ontology", place_id: str) -> list:
+def initiatives_for(ontology: Ontology, place_id: str) -> list[Initiative]:
     """Initiatives recorded for a place or any place within it."""
     within = ontology.narrower_closure(place_id)
     return sorted((i for i in ontology.initiatives.values() if within.intersection(i.places)),
@@ -363,16 +242,16 @@ def initiatives_for(ontology: "Ontology", place_id: str) -> list:
 
 
 # -- the evidence map ------------------------------------------------------------------------------
-def axis_keys(passage: "Passage", axis: str) -> list[str]:
+def axis_keys(passage: Passage, axis: str) -> list[str]:
     if axis == "document":
         return [passage.doc_id]
     return list(getattr(passage, AXES[axis]))
 
 
-def axis_entries(axis: str, ontology: "Ontology", documents: list[dict]) -> list[tuple[str, str]]:
+def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]) -> list[tuple[str, str]]:
     """(key, label) of every entry an axis can show, in display order."""
     if axis == "document":
-        return [(d["doc_id"], d["title"]) for d in documents]
+        return [(d.doc_id, d.title) for d in documents]
     if axis == "dimension":
         return [(c.id, c.label) for c in ontology.roots("dimensions")]
     if axis == "facet":  # grouped under their dimensions, in the order of the Browse tree
@@ -380,7 +259,7 @@ def axis_entries(axis: str, ontology: "Ontology", documents: list[dict]) -> list
     return [(c.id, c.label) for c in ontology.in_scheme(AXES[axis])]
 
 
-def evidence_counts(passages: Iterable["Passage"], rows: str, cols: str) -> Counter:
+def evidence_counts(passages: Iterable[Passage], rows: str, cols: str) -> Counter:
     """Passages per (row key, column key): a passage counts once in every cell it belongs to."""
     cells: Counter = Counter()
     for p in passages:
@@ -390,14 +269,12 @@ def evidence_counts(passages: Iterable["Passage"], rows: str, cols: str) -> Coun
     return cells
 
 
-def evidence_table(passages: list["Passage"], rows: str, cols: str, ontology: "Ontology",
-                   documents: list[dict], include_empty: bool | None = None) -> "pd.DataFrame":
+def evidence_table(passages: list[Passage], rows: str, cols: str, ontology: Ontology,
+                   documents: list[DocumentSummary], include_empty: bool | None = None) -> pd.DataFrame:
     """An evidence-and-gap map: rows × columns of passage counts, ``None`` where there is none.
 
     Entries with no evidence at all are kept for dimensions, places and documents (they are the
     gaps the map exists to show) and dropped for concepts (there are hundreds) unless asked."""
-    import pandas as pd
-
     if rows not in AXES or cols not in AXES:
         raise ValueError(f"axes are {', '.join(AXES)}")
     cells = evidence_counts(passages, rows, cols)
@@ -427,10 +304,6 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def cell_passages(passages: Iterable["Passage"], rows: str, row_key: str, cols: str, col_key: str) -> list["Passage"]:
+def cell_passages(passages: Iterable[Passage], rows: str, row_key: str, cols: str, col_key: str) -> list[Passage]:
     """The passages behind one cell of the evidence map."""
     return [p for p in passages if row_key in axis_keys(p, rows) and col_key in axis_keys(p, cols)]
-
-
-def content_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ingest.chunk import heading_breaks, sentences
-
-if TYPE_CHECKING:
-    from kb.knowledge import KnowledgeBase
-    from kb.models import Hit
-
-SUPPORT_THRESHOLD = 0.6
+from kb.embed import Embedder
+from kb.records import Answer, Citation, Hit
+from kb.search.tuning import TUNING
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _QUOTED = re.compile(r"[\"“]([^\"”]{12,})[\"”]")
 
@@ -42,28 +38,26 @@ class LLMConfigError(ValueError):
     """KB_LLM names something we cannot use."""
 
 
-def make_llm(spec: str):
-    """A llama-index LLM from ``KB_LLM``: ``ollama:MODEL`` or ``openai:MODEL@BASE_URL``."""
-    import os
-
+def make_llm(spec: str, *, ollama_url: str = "http://127.0.0.1:11434", api_key: str = "none"):
+    """A llama-index LLM from ``KB_LLM``: ``ollama:MODEL`` (served at ``KB_OLLAMA_URL``) or
+    ``openai:MODEL@BASE_URL`` (with ``KB_LLM_API_KEY``)."""
     kind, _, rest = spec.partition(":")
     try:
         if kind == "ollama":
-            from llama_index.llms.ollama import Ollama
+            from llama_index.llms.ollama import Ollama  # the optional llm extra
 
-            return Ollama(model=rest, base_url=os.environ.get("KB_OLLAMA_URL", "http://127.0.0.1:11434"), request_timeout=120)
+            return Ollama(model=rest, base_url=ollama_url, request_timeout=120)
         if kind == "openai":
-            from llama_index.llms.openai_like import OpenAILike
+            from llama_index.llms.openai_like import OpenAILike  # the optional llm extra
 
             model, _, base = rest.partition("@")
-            return OpenAILike(model=model, api_base=base or None, api_key=os.environ.get("KB_LLM_API_KEY", "none"),
-                              is_chat_model=True, timeout=120)
+            return OpenAILike(model=model, api_base=base or None, api_key=api_key, is_chat_model=True, timeout=120)
     except ImportError as exc:
         raise LLMConfigError(f"KB_LLM={spec!r} needs the llm extra: pip install -e '.[llm]' ({exc.name} is missing)") from exc
     raise LLMConfigError(f"KB_LLM={spec!r}: use 'ollama:MODEL' or 'openai:MODEL@http://host:port/v1'")
 
 
-def format_passages(hits: list["Hit"]) -> str:
+def format_passages(hits: list[Hit]) -> str:
     return "\n\n".join(f"[{i}] ({h.title}{f', p. {h.passage.page}' if h.passage.page else ''}) {' '.join(h.passage.text.split())}"
                        for i, h in enumerate(hits, 1))
 
@@ -91,8 +85,8 @@ class Checked:
     reason: str = ""
 
 
-def check_sentence(kb: "KnowledgeBase", sentence: str, cited: list[int], hits: list["Hit"],
-                   vector: np.ndarray) -> Checked:
+def check_sentence(sentence: str, cited: list[int], hits: list[Hit], vector: np.ndarray,
+                   embedder: Embedder) -> Checked:
     """Find, among the passages it cites, one that supports the sentence, and the sentence in it to quote."""
     if not cited:
         return Checked(sentence, None, reason="no citation")
@@ -103,49 +97,41 @@ def check_sentence(kb: "KnowledgeBase", sentence: str, cited: list[int], hits: l
         if not 1 <= n <= len(hits):
             continue
         p = hits[n - 1].passage
-        doc = hits[n - 1].doc(kb)
+        doc = hits[n - 1].document
         passage_flat = " ".join(p.text.split())
         if any(q not in passage_flat for q in quoted):
             continue  # an invented quote
         spans = sentences(doc.text, p.start, p.end, heading_breaks(doc))
-        vecs = kb.embedder.encode([doc.text[s.start:s.end] for s in spans])
+        vecs = embedder.encode([doc.text[s.start:s.end] for s in spans])
         sims = vecs @ vector
         i = int(np.argmax(sims))
         if sims[i] > best_sim:
             best_sim, best = float(sims[i]), Checked(sentence, n - 1, spans[i].start, spans[i].end)
     if best is None:
         return Checked(sentence, None, reason="quote not found in the cited passage" if quoted else "cites no given passage")
-    if best_sim < SUPPORT_THRESHOLD:
+    if best_sim < TUNING.llm_support:
         return Checked(sentence, None, reason=f"cited passage does not support it (similarity {best_sim:.2f})")
     return best
 
 
-def llm_answer(kb: "KnowledgeBase", question: str, hits: list["Hit"], llm=None):
+def llm_answer(question: str, hits: list[Hit], llm, embedder: Embedder) -> Answer | None:
     """Ask the LLM, check its citations, and build an Answer; None if nothing it said holds up."""
-    from kb.answer import Answer, Citation
-
-    llm = llm or make_llm(kb.settings.llm)
     reply = str(llm.complete(PROMPT.format(question=question, passages=format_passages(hits))).text).strip()
     if reply.upper().startswith("NO ANSWER"):
         return None
     parts = split_answer(reply)
     if not parts:
         return None
-    vectors = kb.embedder.encode([s for s, _ in parts])
+    vectors = embedder.encode([s for s, _ in parts])
     kept, citations, notes = [], [], []
     for (sentence, cited), vec in zip(parts, vectors):
-        checked = check_sentence(kb, sentence, cited, hits, vec)
+        checked = check_sentence(sentence, cited, hits, vec, embedder)
         if checked.hit_index is None:
             notes.append(f"removed unsupported sentence ({checked.reason}): {sentence}")
             continue
         hit = hits[checked.hit_index]
-        doc = hit.doc(kb)
         n = len(citations) + 1
-        citations.append(Citation(
-            n=n, chunk_id=hit.passage.chunk_id, doc_id=doc.meta.doc_id, title=doc.meta.title,
-            page=doc.page_at(checked.start), quote=doc.text[checked.start:checked.end],
-            start=checked.start, end=checked.end, authors=doc.meta.authors, year=doc.meta.year,
-        ))
+        citations.append(Citation.of(n, hit.passage.chunk_id, hit.document, checked.start, checked.end))
         kept.append(f"{sentence} [{n}]")
     if not kept:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kb.files import read_json, write_json
-from kb.models import Document
+from kb.records import Document
 
 
 class DocStore:

@@ -15,8 +15,8 @@ from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, SKOS
 
 from kb.files import write_atomic
-from kb.models import Document, Passage
-from kb.ontology import BASE, SLO, Ontology
+from kb.records import Document, Passage
+from kb.vocab.ontology import BASE, SLO, Ontology
 
 DOC = Namespace(BASE + "doc/")
 PASSAGE = Namespace(BASE + "passage/")

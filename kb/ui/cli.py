@@ -1,15 +1,22 @@
-"""The ``kb`` command line: a thin layer over :class:`kb.knowledge.KnowledgeBase`."""
+"""The ``kb`` command line: a thin layer over :class:`kb.knowledge.KnowledgeBase`; JSON comes from the records."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from kb.config import Settings
+from kb.config import PROJECT_ROOT, Settings
+from kb.knowledge import KnowledgeBase
+from kb.records import Filters
+from kb.search.retrieval import FilterError
+from kb.stores.graph import QueryRefused
+from kb.stores.lock import LockedError
+from kb.vocab.ontology import OntologyError
 
 
 def _print_json(obj) -> None:
@@ -108,16 +115,12 @@ def _queries(path: Path) -> list[str]:
     return out
 
 
-def _filters(args):
-    from kb.retrieval import Filters
-
+def _filters(args) -> Filters:
     return Filters(place=args.place, concept=args.concept, dimension=args.dimension, doc=args.doc,
                    year=args.year, doc_type=args.doc_type)
 
 
-def cmd_search(kb, args) -> int:
-    from kb.retrieval import hit_json
-
+def cmd_search(kb: KnowledgeBase, args) -> int:
     labels = kb.labels()
     queries = _queries(args.batch) if args.batch else [args.query]
     for q in queries:
@@ -131,7 +134,7 @@ def cmd_search(kb, args) -> int:
         if result.recognised:
             print(f"(recognised: {', '.join(result.recognised)})")
         for h in result.hits:
-            j = hit_json(h, labels)
+            j = h.to_json(labels)
             page = f", p. {j['page']}" if j["page"] is not None else ""
             print(f"{j['rank']}. {j['title']}{page}  [{j['doc_id']} {j['start']}-{j['end']}]  score {j['score']:.4f}")
             print(textwrap.indent(textwrap.fill(j["text"][:600] + ("…" if len(j["text"]) > 600 else ""), 100), "   "))
@@ -142,7 +145,7 @@ def cmd_search(kb, args) -> int:
     return 0
 
 
-def cmd_ask(kb, args) -> int:
+def cmd_ask(kb: KnowledgeBase, args) -> int:
     labels = kb.labels()
     questions = _queries(args.batch) if args.batch else [args.question]
     for q in questions:
@@ -155,7 +158,7 @@ def cmd_ask(kb, args) -> int:
     return 0
 
 
-def cmd_ingest(kb, args) -> int:
+def cmd_ingest(kb: KnowledgeBase, args) -> int:
     report = kb.ingest(args.paths or None, prune=args.prune, progress=not args.quiet and not args.json)
     if args.json:
         _print_json(report.to_json())
@@ -183,36 +186,36 @@ def cmd_ingest(kb, args) -> int:
     return 0
 
 
-def cmd_docs(kb, args) -> int:
+def cmd_docs(kb: KnowledgeBase, args) -> int:
     docs = kb.documents()
     if args.json:
-        _print_json(docs)
+        _print_json([d.to_json() for d in docs])
         return 0
     if not docs:
         print("The knowledge base is empty: run `kb ingest`.")
     for d in docs:
-        authors = ", ".join(d["authors"]) or "—"
-        print(f"{d['doc_id']:<34} {d['year'] or '    '}  {d['pages']:>3} pp  {d['passages']:>4} passages  {d['title'][:70]}  ({authors})")
+        authors = ", ".join(d.authors) or "—"
+        print(f"{d.doc_id:<34} {d.year or '    '}  {d.pages:>3} pp  {d.passages:>4} passages  {d.title[:70]}  ({authors})")
     return 0
 
 
-def cmd_doc(kb, args) -> int:
+def cmd_doc(kb: KnowledgeBase, args) -> int:
     if args.text:
         doc = kb.document(args.doc_id)
         if doc is None:
             return _unknown_doc(kb, args.doc_id)
         sys.stdout.write(doc.text)
         return 0
-    info = kb.document_json(args.doc_id)
+    info = kb.document_info(args.doc_id)
     if info is None:
         return _unknown_doc(kb, args.doc_id)
     if args.json:
-        _print_json(info)
+        _print_json(info.to_json())
     else:
-        print(f"{info['title']}\n{', '.join(info['authors']) or '—'} ({info['year'] or 'n.d.'}), {info['type']}")
-        print(f"id {info['doc_id']}; {len(info['pages'])} pages; {info['passages']} passages; {info['characters']} characters; {info['path']}")
-        for p in info["pages"]:
-            print(f"  page {p['page']:>3}: characters {p['start']}–{p['end']}")
+        print(f"{info.title}\n{', '.join(info.authors) or '—'} ({info.year or 'n.d.'}), {info.type}")
+        print(f"id {info.doc_id}; {len(info.pages)} pages; {info.passages} passages; {info.characters} characters; {info.path}")
+        for p in info.pages:
+            print(f"  page {p.page:>3}: characters {p.start}–{p.end}")
     return 0
 
 
@@ -222,20 +225,19 @@ def _unknown_doc(kb, doc_id: str) -> int:
     return 2
 
 
-def cmd_concepts(kb, args) -> int:
+def cmd_concepts(kb: KnowledgeBase, args) -> int:
     items = kb.concepts(args.scheme)
     if args.json:
-        _print_json(items)
+        _print_json([c.to_json() for c in items])
         return 0
-    for c in items:
-        alt = f" (also: {', '.join(c['alt_labels'][:4])})" if c["alt_labels"] else ""
-        print(f"{c['scheme']:<10} {c['passages']:>5}  {c['label']}{alt}  [{c['id']}]")
+    for item in items:
+        c = item.concept
+        alt = f" (also: {', '.join(c.alt_labels[:4])})" if c.alt_labels else ""
+        print(f"{c.scheme:<10} {item.passages:>5}  {c.label}{alt}  [{c.id}]")
     return 0
 
 
-def cmd_sparql(kb, args) -> int:
-    from kb.graph import QueryRefused
-
+def cmd_sparql(kb: KnowledgeBase, args) -> int:
     text = Path(args.query[1:]).read_text(encoding="utf-8") if args.query.startswith("@") else args.query
     try:
         result = kb.graph.query(text)
@@ -253,7 +255,7 @@ def cmd_sparql(kb, args) -> int:
     return 0
 
 
-def cmd_export(kb, args) -> int:
+def cmd_export(kb: KnowledgeBase, args) -> int:
     data = kb.graph.export(args.format)
     if args.out:
         args.out.write_text(data, encoding="utf-8")
@@ -263,10 +265,12 @@ def cmd_export(kb, args) -> int:
     return 0
 
 
-def cmd_eval(kb, args) -> int:
-    from kb.evaluation import GoldError, run_evaluation
+def cmd_eval(kb: KnowledgeBase, args) -> int:
+    # Here, not at the top: llama-index and matplotlib take seconds to import, and only `kb eval` needs them.
+    from kb.evals.gold import GoldError
+    from kb.evals.run import run_evaluation
 
-    gold = args.gold or (Path(__file__).resolve().parent.parent / "evals" / "gold.jsonl")
+    gold = args.gold or (PROJECT_ROOT / "evals" / "gold.jsonl")
     out = args.out or (kb.settings.home / "eval")
     try:
         report = run_evaluation(kb, gold, out, baseline=not args.quick, judgements=args.judgements)
@@ -278,10 +282,8 @@ def cmd_eval(kb, args) -> int:
     return 0
 
 
-def cmd_check(kb, args) -> int:
-    from kb.consistency import check
-
-    problems = check(kb, repair=args.repair)
+def cmd_check(kb: KnowledgeBase, args) -> int:
+    problems = kb.check(repair=args.repair)
     if args.json:
         _print_json({"consistent": not problems or args.repair, "problems": problems, "repaired": args.repair})
     else:
@@ -292,10 +294,8 @@ def cmd_check(kb, args) -> int:
     return 0 if (not problems or args.repair) else 1
 
 
-def cmd_app(kb, args) -> int:
-    import subprocess
-
-    cmd = [sys.executable, "-m", "kb.serve", "--server.port", str(args.port),
+def cmd_app(kb: KnowledgeBase, args) -> int:
+    cmd = [sys.executable, "-m", "kb.ui.serve", "--server.port", str(args.port),
            "--server.address", args.address, "--browser.gatherUsageStats", "false",
            "--server.headless", "true"]
     if kb.is_empty():
@@ -314,11 +314,6 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kb.knowledge import KnowledgeBase
-    from kb.lock import LockedError
-    from kb.ontology import OntologyError
-    from kb.retrieval import FilterError
-
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home)
     try:

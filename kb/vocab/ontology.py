@@ -6,11 +6,13 @@ linker, retrieval and the front ends use without touching rdflib.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, SKOS
+
+from kb.records import Concept, Initiative
 
 SLO = Namespace("https://w3id.org/syslead/ontology#")
 GEO = Namespace("http://www.w3.org/2003/01/geo/wgs84_pos#")
@@ -22,44 +24,6 @@ SHAPES_FILE = "shapes.ttl"
 
 class OntologyError(Exception):
     """A vocabulary file that cannot be used; the message names the file and the problem."""
-
-
-@dataclass
-class Concept:
-    id: str
-    uri: str
-    label: str
-    scheme: str
-    alt_labels: list[str] = field(default_factory=list)
-    definition: str = ""
-    broader: list[str] = field(default_factory=list)
-    narrower: list[str] = field(default_factory=list)
-    related: list[str] = field(default_factory=list)
-    lat: float | None = None
-    lon: float | None = None
-
-    def to_json(self, passages: int = 0) -> dict:
-        out = {
-            "id": self.id, "label": self.label, "alt_labels": self.alt_labels, "scheme": self.scheme,
-            "broader": self.broader, "narrower": self.narrower, "related": self.related,
-            "definition": self.definition, "passages": passages,
-        }
-        if self.scheme == "places":
-            out["lat"], out["lon"] = self.lat, self.lon
-        return out
-
-
-@dataclass
-class Initiative:
-    id: str
-    uri: str
-    label: str
-    description: str = ""
-    places: list[str] = field(default_factory=list)
-    concepts: list[str] = field(default_factory=list)
-    issue: str = ""
-    programme: str = ""
-    date: str = ""
 
 
 def slug(uri: URIRef | str) -> str:

@@ -2,25 +2,25 @@
 
 ``streamlit run app.py`` loads the model only when the first browser connects; started this
 way (``kb app`` does), the model and indexes load while Streamlit starts and the browser opens.
-Usage: ``python -m kb.serve [streamlit run options]``.
+Usage: ``python -m kb.ui.serve [streamlit run options]``.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from streamlit.web.cli import main as streamlit
+
+from kb.config import PROJECT_ROOT
+from kb.knowledge import shared
+
+APP = PROJECT_ROOT / "app.py"
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kb.knowledge import shared
-
     kb = shared()
     if not kb.is_empty():
         kb.warm_up_in_background()
-    from streamlit.web.cli import main as streamlit
-
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
     streamlit()
 

@@ -7,37 +7,33 @@ re-ingesting its file or removed as an orphan of a run that was killed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ingest.chunk import CHUNKER_VERSION
-
-if TYPE_CHECKING:
-    from kb.knowledge import KnowledgeBase
+from kb.index import Indexer
+from kb.records import SentenceRecord
+from kb.stores.graph import KnowledgeGraph
+from kb.vocab.ontology import Ontology
+from kb.vocab.validate import validate_graph, validate_vocabulary
 
 
 def _id_doc(chunk_id: str) -> str:
     return chunk_id.rsplit(":", 1)[0]
 
 
-def validate(kb: "KnowledgeBase") -> list[str]:
+def validate(folder: Path, ontology: Ontology, graph: KnowledgeGraph) -> list[str]:
     """SHACL and label problems of the vocabulary and of the ingested graph, each naming its file."""
-    from kb.validate import validate_graph, validate_vocabulary
-
-    folder = kb.settings.ontology
-    documents = {kb.graph.path(doc_id): g for doc_id, g in kb.graph.docs.items()}
-    return validate_vocabulary(folder) + validate_graph(kb.ontology.graph, documents, folder)
+    documents = {graph.path(doc_id): g for doc_id, g in graph.docs.items()}
+    return validate_vocabulary(folder) + validate_graph(ontology.graph, documents, folder)
 
 
-def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
+def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[str]:
     """Problems in plain words; with ``repair``, fix each and say what was done."""
-    from kb.store import sentence_chunk
-
-    problems: list[str] = validate(kb)
-    manifest = kb.manifest
+    store, graph, docs, manifest = indexer.vectors, indexer.graph, indexer.documents, indexer.manifest
+    problems: list[str] = validate(indexer.settings.ontology, ontology, graph)
     expected = manifest.chunk_ids()
-    in_store = set(kb.store.ids())
-    in_graph = kb.graph.passage_ids()
-    docs_on_disk = set(kb.docs.ids())
+    in_store = set(store.ids())
+    in_graph = graph.passage_ids()
+    docs_on_disk = set(docs.ids())
     docs_expected = {e.doc_id for e in manifest.entries.values()}
 
     store_orphans = sorted(in_store - expected)
@@ -47,13 +43,13 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
                          or e.doc_id not in docs_on_disk})
     doc_orphans = sorted(docs_on_disk - docs_expected)
     sentences: dict[str, list[str]] = {}
-    for sid in kb.store.sentence_ids():
-        sentences.setdefault(sentence_chunk(sid), []).append(sid)
+    for sid in store.sentence_ids():
+        sentences.setdefault(SentenceRecord.chunk_of(sid), []).append(sid)
     sentence_orphans = sorted(s for chunk, ids in sentences.items() if chunk not in expected for s in ids)
     incomplete = sorted(set(incomplete) | {
         e.path for e in manifest.entries.values()
         if e.sentences is not None and sum(len(sentences.get(c, ())) for c in e.chunk_ids) != e.sentences})
-    graph_doc_orphans = sorted(set(kb.graph.docs) - docs_expected)
+    graph_doc_orphans = sorted(set(graph.docs) - docs_expected)
 
     if store_orphans:
         problems.append(f"{len(store_orphans)} passage(s) in Chroma that no finished ingestion recorded "
@@ -66,7 +62,7 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
         problems.append(f"document(s) stored but not in the manifest: {', '.join(sorted(set(doc_orphans) | set(graph_doc_orphans)))}")
     for path in incomplete:
         problems.append(f"{path}: its passages or sentences are missing from Chroma or the graph (an interrupted run?)")
-    stale = sorted(e.path for e in manifest.entries.values() if e.vocabulary != kb.vocabulary_hash)
+    stale = sorted(e.path for e in manifest.entries.values() if e.vocabulary != indexer.vocabulary_hash)
     if stale:
         problems.append(f"{len(stale)} document(s) linked with an older vocabulary or older linking rules (`kb ingest` or --repair re-links them)")
     unsplit = sorted(e.path for e in manifest.entries.values() if e.sentences is None)
@@ -77,15 +73,15 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
     if rechunk:
         problems.append(f"{len(rechunk)} document(s) split into passages by older chunking rules "
                         "(`kb ingest` or --repair splits them anew)")
-    if not kb.retriever.bm25_current():
+    if not indexer.keyword_current():
         problems.append("the BM25 index is older than the passages")
 
     if repair and problems:
-        kb.store.delete(store_orphans)
-        kb.store.delete_sentences(sentence_orphans)
+        store.delete(store_orphans)
+        store.delete_sentences(sentence_orphans)
         for doc_id in set(doc_orphans) | set(graph_doc_orphans):
-            kb.graph.remove_document(doc_id)
-            kb.docs.delete(doc_id)
+            graph.remove_document(doc_id)
+            docs.delete(doc_id)
         if graph_orphans:
             for doc_id in {_id_doc(i) for i in graph_orphans} & docs_expected:
                 entry = manifest.by_doc(doc_id)
@@ -99,10 +95,10 @@ def check(kb: "KnowledgeBase", repair: bool = False) -> list[str]:
             existing = [Path(p) for p in incomplete if Path(p).exists()]
             gone = [p for p in incomplete if not Path(p).exists()]
             for p in gone:
-                kb.remove_document(manifest.entries[p].doc_id)
+                indexer.remove_document(manifest.entries[p].doc_id)
                 del manifest.entries[p]
             manifest.save()
             if existing:
-                kb.ingest(existing, progress=False)
-        kb.refresh_indexes()
+                indexer.ingest(existing, progress=False)
+        indexer.rebuild_keyword()
     return problems

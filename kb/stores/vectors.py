@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import numpy as np
 
 from kb.config import Settings
-from kb.models import Passage
+from kb.records import Passage, SentenceRecord
 
 LIST_FIELDS = ("concepts", "places", "dimensions")
 
@@ -50,25 +49,6 @@ def from_record(chunk_id: str, text: str, meta: dict) -> Passage:
         heading=meta.get("heading", ""), index=int(meta.get("index", 0)),
         **{name: list(meta.get(name) or []) for name in LIST_FIELDS},
     )
-
-
-@dataclass(frozen=True)
-class SentenceRecord:
-    """One quotable sentence of a passage, at its offsets in the document's canonical text."""
-
-    chunk_id: str
-    doc_id: str
-    start: int
-    end: int
-
-    @property
-    def id(self) -> str:
-        return f"{self.chunk_id}@{self.start}"
-
-
-def sentence_chunk(sentence_id: str) -> str:
-    """The passage a stored sentence's id belongs to."""
-    return sentence_id.rsplit("@", 1)[0]
 
 
 class PassageStore:

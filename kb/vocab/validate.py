@@ -13,8 +13,8 @@ from pyshacl import validate as shacl_validate
 from rdflib import RDF, Graph, Literal, URIRef
 from rdflib.namespace import SH, SKOS
 
-from kb.linking import tokens
-from kb.ontology import SHAPES_FILE, OntologyError, parse_files, slug
+from kb.vocab.linking import tokens
+from kb.vocab.ontology import SHAPES_FILE, OntologyError, parse_files, slug
 
 
 def _file_of(folder: Path) -> dict[URIRef, str]:

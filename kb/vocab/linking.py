@@ -7,12 +7,15 @@ longest label win ("North West London" over "London").
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from kb.ontology import Concept, Ontology
+from kb.records import Concept
+from kb.vocab.ontology import Ontology
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?|[0-9]+")  # "Budgets4": a word, then its footnote
 # Web and mail addresses name no places or concepts ("gov.uk" is not the UK).
@@ -222,3 +225,11 @@ class Linker:
             rest = rest[1:]
         c = self.ontology.concepts[cid]
         return rest != words and any(rest == [t for t, _, _ in tokens(x)] for x in [c.label, *c.alt_labels])
+
+
+def vocabulary_hash(folder: Path) -> str:
+    """A hash of the vocabulary files and the linking rules: passages linked with older ones are re-linked."""
+    h = hashlib.sha256(f"linking rules {RULES_VERSION}\0".encode())
+    for path in sorted(folder.glob("*.ttl")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]

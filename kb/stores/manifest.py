@@ -6,36 +6,31 @@ at worst a file that the next run ingests again.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from kb.files import read_json, write_json
-
-
-@dataclass
-class Entry:
-    path: str
-    doc_id: str
-    sha256: str
-    chunk_ids: list[str] = field(default_factory=list)
-    vocabulary: str = ""  # hash of the ontology it was linked with; a new vocabulary re-links it
-    sentences: int | None = None  # sentence vectors stored; None: ingested before they were
-    chunker: int = 1  # the chunking rules it was split by (ingest.chunk.CHUNKER_VERSION)
+from kb.records import ManifestEntry
 
 
 class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
-        raw = read_json(path, default={}) or {}
-        self.entries: dict[str, Entry] = {k: Entry(**v) for k, v in raw.get("files", {}).items()}
+        self.entries: dict[str, ManifestEntry] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again: another process may have finished an ingestion since."""
+        raw = read_json(self.path, default={}) or {}
+        self.entries = {k: ManifestEntry(**v) for k, v in raw.get("files", {}).items()}
 
     def save(self) -> None:
         write_json(self.path, {"version": 1, "files": {k: asdict(v) for k, v in sorted(self.entries.items())}})
 
-    def by_doc(self, doc_id: str) -> Entry | None:
+    def by_doc(self, doc_id: str) -> ManifestEntry | None:
         return next((e for e in self.entries.values() if e.doc_id == doc_id), None)
 
-    def by_hash(self, sha256: str) -> Entry | None:
+    def by_hash(self, sha256: str) -> ManifestEntry | None:
         return next((e for e in self.entries.values() if e.sha256 == sha256), None)
 
     def chunk_ids(self) -> set[str]:

@@ -1,0 +1,205 @@
+"""Ingestion: files → documents → passages → embeddings → links → the stores.
+
+Incremental by content hash. Per document the order is: canonical text, then passages in
+Chroma, then the graph, then the manifest entry, so a run killed at any point leaves a state
+that the next run completes without duplicates (passage ids are stable, writes are upserts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ingest.base import IngestError
+from ingest.chunk import CHUNKER_VERSION, chunk, heading_breaks, quotable_sentences
+from ingest.metadata import SOURCES_FILE, sources_for
+from ingest.read import discover, read_document, sha256_file
+from kb.config import Settings
+from kb.embed import Embedder
+from kb.records import Document, FileResult, IngestReport, ManifestEntry, Passage, SentenceRecord
+from kb.stores.documents import DocStore
+from kb.stores.graph import KnowledgeGraph
+from kb.stores.keyword import KeywordIndex
+from kb.stores.lock import ingest_lock
+from kb.stores.manifest import Manifest
+from kb.stores.vectors import PassageStore, to_metadata
+from kb.vocab.linking import Linker
+from kb.vocab.ontology import OntologyError
+from kb.vocab.validate import validate_vocabulary
+
+Progress = Callable[[str, int, int], None]
+
+
+def sentence_records(doc: Document, passages: list[Passage]) -> list[SentenceRecord]:
+    """Every quotable sentence of every passage (a sentence two passages share is in both)."""
+    breaks = heading_breaks(doc)
+    return [SentenceRecord(p.chunk_id, doc.meta.doc_id, s.start, s.end)
+            for p in passages for s in quotable_sentences(doc.text, p.start, p.end, breaks)]
+
+
+def embed(embedder: Embedder, doc: Document, passages: list[Passage],
+          sentences: list[SentenceRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the passages (with their headings) and of the sentences, in one call so that the
+    model batches texts of like length; a sentence two passages share is encoded once."""
+    passage_texts = [p.embed_text(doc.meta.title) for p in passages]
+    sentence_texts = [doc.text[r.start:r.end] for r in sentences]
+    unique = list(dict.fromkeys(sentence_texts))
+    vectors = embedder.encode(passage_texts + unique)
+    by_text = dict(zip(unique, vectors[len(passages):]))
+    sentence_vectors = (np.stack([by_text[t] for t in sentence_texts]) if sentence_texts
+                        else np.zeros((0, embedder.dim), dtype=np.float32))
+    return vectors[:len(passages)], sentence_vectors
+
+
+class Indexer:
+    """Writes documents into every store, keeping them in step; one writer at a time per ``KB_HOME``."""
+
+    def __init__(self, settings: Settings, *, documents: DocStore, vectors: PassageStore, graph: KnowledgeGraph,
+                 keyword: KeywordIndex, manifest: Manifest, embedder: Embedder, linker: Linker,
+                 vocabulary_hash: str) -> None:
+        self.settings = settings
+        self.documents, self.vectors, self.graph = documents, vectors, graph
+        self.keyword, self.manifest = keyword, manifest
+        self.embedder, self.linker = embedder, linker
+        self.vocabulary_hash = vocabulary_hash
+
+    # -- a run -----------------------------------------------------------------------------
+    def ingest(self, paths: list[Path], *, prune: bool = False, progress: bool = True,
+               on_progress: Progress | None = None) -> IngestReport:
+        """Ingest files and folders: unchanged files skipped, changed ones replaced."""
+        # Links are only as good as the vocabulary: refuse to write with a broken one.
+        problems = validate_vocabulary(self.settings.ontology)
+        if problems:
+            raise OntologyError("the vocabulary does not validate:\n  " + "\n  ".join(problems))
+        with ingest_lock(self.settings.lock_path):
+            self.manifest.reload()
+            return self._run(paths, prune=prune, progress=progress, on_progress=on_progress)
+
+    def _run(self, paths: list[Path], *, prune: bool, progress: bool, on_progress: Progress | None) -> IngestReport:
+        report = IngestReport()
+        files, problems = discover(paths)
+        report.results.extend(problems)
+        for folder in {f.parent for f in files}:
+            report.warnings.extend(sources_for(folder / SOURCES_FILE).problems)
+        bar = tqdm(total=len(files), unit="file", desc="Ingesting", disable=not progress, leave=True)
+        passages_bar = tqdm(unit="passage", desc="Embedding", disable=not progress, leave=True, position=1)
+        changed = False
+        for n, path in enumerate(files):
+            bar.set_postfix_str(path.name[:40])
+            if on_progress:
+                on_progress(path.name, n, len(files))
+            try:
+                result = self._ingest_file(path, str(path), report, passages_bar)
+            except IngestError as exc:
+                result = FileResult(str(path), "failed", reason=str(exc))
+            report.results.append(result)
+            changed |= result.status == "ingested"
+            bar.update(1)
+        if prune:
+            report.pruned = self._prune()
+            changed |= bool(report.pruned)
+        bar.close()
+        passages_bar.close()
+        if on_progress:
+            on_progress("", len(files), len(files))
+        if changed or not self.keyword_current():
+            self.rebuild_keyword()
+        return report
+
+    def _ingest_file(self, path: Path, key: str, report: IngestReport, passages_bar) -> FileResult:
+        manifest, settings = self.manifest, self.settings
+        try:
+            size_mb = path.stat().st_size / 1e6
+            if size_mb > settings.max_file_mb:
+                raise IngestError(f"too large: {size_mb:.1f} MB, above the {settings.max_file_mb} MB limit "
+                                  "(split it, or raise KB_MAX_FILE_MB)")
+            digest = sha256_file(path)
+        except OSError as exc:
+            raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
+        known = manifest.entries.get(key)
+        if (known and known.sha256 == digest and known.vocabulary == self.vocabulary_hash
+                and known.sentences is not None and known.chunker == CHUNKER_VERSION
+                and self.documents.get(known.doc_id) is not None):
+            return FileResult(key, "unchanged", known.doc_id, len(known.chunk_ids))
+        twin = manifest.by_hash(digest)
+        if twin and twin.path != key and Path(twin.path).exists():
+            return FileResult(key, "duplicate", twin.doc_id, reason=f"same content as {twin.path} (already ingested as '{twin.doc_id}')")
+
+        doc, warnings = read_document(path, known.doc_id if known else None)
+        report.warnings.extend(warnings)
+        if not known:
+            doc.meta.doc_id = self._unique_doc_id(doc.meta.doc_id, key)
+        doc.sha256 = digest
+        passages = chunk(doc, self.embedder.count_tokens, max_tokens=settings.max_tokens,
+                         target_tokens=settings.target_tokens, overlap=settings.overlap_sentences)
+        if not passages:
+            raise IngestError("no passages could be made from its text")
+        sentences = sentence_records(doc, passages)
+        vectors, sentence_vectors = embed(self.embedder, doc, passages, sentences)
+        passages_bar.update(len(passages))
+        self.linker.link(passages, vectors)
+        self.write_document(doc, passages, vectors, sentences, sentence_vectors)
+        manifest.entries[key] = ManifestEntry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages],
+                                              self.vocabulary_hash, len(sentences), CHUNKER_VERSION)
+        manifest.save()
+        return FileResult(key, "ingested", doc.meta.doc_id, len(passages))
+
+    def _unique_doc_id(self, doc_id: str, key: str) -> str:
+        """The id from the name, unless another file already has it."""
+        owner = self.manifest.by_doc(doc_id)
+        if owner is None or owner.path == key:
+            return doc_id
+        return f"{doc_id}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+
+    def _prune(self) -> list[str]:
+        """Remove the documents whose files are gone."""
+        gone = [e for e in self.manifest.entries.values() if not Path(e.path).exists()]
+        for entry in gone:
+            self.remove_document(entry.doc_id)
+            del self.manifest.entries[entry.path]
+            self.manifest.save()
+        return [e.path for e in gone]
+
+    # -- writing one document --------------------------------------------------------------
+    def write_document(self, doc: Document, passages: list[Passage], vectors: np.ndarray,
+                       sentences: list[SentenceRecord], sentence_vectors: np.ndarray) -> None:
+        """Store a document's text, passages and sentences, replacing what an earlier version left."""
+        self.documents.put(doc)
+        doc_id = doc.meta.doc_id
+        stale = set(self.vectors.ids(doc_id)) - {p.chunk_id for p in passages}
+        stale_sentences = set(self.vectors.sentence_ids(doc_id)) - {r.id for r in sentences}
+        meta = [to_metadata(p, doc.meta.title, doc.meta.year, doc.meta.type) for p in passages]
+        self.vectors.upsert(passages, vectors, meta)
+        self.vectors.upsert_sentences(sentences, sentence_vectors)
+        self.vectors.delete(sorted(stale))
+        self.vectors.delete_sentences(sorted(stale_sentences))
+        self.graph.replace_document(doc, passages)
+
+    def remove_document(self, doc_id: str) -> None:
+        self.vectors.delete(self.vectors.ids(doc_id))
+        self.vectors.delete_sentences(self.vectors.sentence_ids(doc_id))
+        self.graph.remove_document(doc_id)
+        self.documents.delete(doc_id)
+
+    # -- the keyword index -----------------------------------------------------------------
+    def _keyword_stamp(self) -> str:
+        ids = sorted(self.manifest.chunk_ids())
+        return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+
+    def keyword_current(self) -> bool:
+        """Whether the keyword index holds exactly the passages the manifest records."""
+        return self.keyword.stamp_on_disk() == self._keyword_stamp()
+
+    def rebuild_keyword(self) -> None:
+        """Rebuild the keyword index and the passage snapshot from the vector store."""
+        passages = self.vectors.all_passages()
+        passages.sort(key=lambda p: (p.doc_id, p.start))
+        docs = {d.meta.doc_id: d for d in self.documents.all()}
+        meta = [{"title": docs[p.doc_id].meta.title if p.doc_id in docs else p.doc_id,
+                 "year": docs[p.doc_id].meta.year if p.doc_id in docs else None,
+                 "type": docs[p.doc_id].meta.type if p.doc_id in docs else ""} for p in passages]
+        self.keyword.rebuild(passages, meta, self._keyword_stamp())

