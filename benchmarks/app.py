@@ -59,7 +59,7 @@ def wait(predicate, timeout: float = 120):
 def references(home: str) -> dict[str, str]:
     """What each question's first source shows, from the library: the page is waited for until it shows it."""
     sys.path.insert(0, str(ROOT))
-    from kb import views
+    from kb.ui import views
     from kb.config import Settings
     from kb.knowledge import KnowledgeBase
 

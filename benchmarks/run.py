@@ -42,7 +42,7 @@ GOAL_RATIO = 1.3
 
 # -- helpers ------------------------------------------------------------------------------------
 def percentile(values, q):
-    from kb.metrics import percentile as p
+    from kb.evals.metrics import percentile as p
 
     return p(list(values), q)
 
@@ -82,7 +82,7 @@ def dir_mb(path: Path) -> float:
 
 def kb_command() -> list[str]:
     exe = Path(sys.executable).parent / "kb"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kb.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kb.ui.cli"]
 
 
 def settings_for(home: Path):
@@ -90,12 +90,6 @@ def settings_for(home: Path):
 
     passed = {k: v for k, v in os.environ.items() if k == "KB_ONTOLOGY"}
     return Settings.from_env(env=passed, home=home)
-
-
-def forget_embeddings(embedder) -> None:
-    from kb.evaluation import forget_embeddings as forget
-
-    forget(embedder)
 
 
 def say(msg: str) -> None:
@@ -127,7 +121,7 @@ def bench_ingest(work: Path, repeats: int) -> dict:
         shutil.rmtree(home, ignore_errors=True)
         kb = KnowledgeBase(settings_for(home))
         kb.embedder.encode(["warm up"])  # the model load is common to both sides and not timed
-        forget_embeddings(kb.embedder)  # no vectors remembered from an earlier run
+        kb.embedder.clear_cache()  # no vectors remembered from an earlier run
         c0, t0 = time.process_time(), time.perf_counter()
         report = kb.ingest(progress=False)
         ingest_s.append(time.perf_counter() - t0)
@@ -135,7 +129,7 @@ def bench_ingest(work: Path, repeats: int) -> dict:
         assert report.ok, report.to_json()
         homes.append(home)
         if not texts:
-            from ingest.pipeline import sentence_records
+            from kb.index import sentence_records
 
             docs = {d.meta.doc_id: d for d in kb.docs.all()}
             passages = kb.store.all_passages()
@@ -144,7 +138,7 @@ def bench_ingest(work: Path, repeats: int) -> dict:
             for doc in docs.values():  # and every distinct sentence, as ingestion encodes them
                 mine = [p for p in passages if p.doc_id == doc.meta.doc_id]
                 texts += list(dict.fromkeys(doc.text[r.start:r.end] for r in sentence_records(doc, mine)))
-        forget_embeddings(kb.embedder)
+        kb.embedder.clear_cache()
         c0, t0 = time.process_time(), time.perf_counter()
         kb.embedder._encode(texts, BATCH, False)  # in batches of the size ingestion uses
         embed_s.append(time.perf_counter() - t0)
@@ -153,13 +147,13 @@ def bench_ingest(work: Path, repeats: int) -> dict:
             f"{n_passages} passages and {len(texts) - n_passages} sentences {embed_s[-1]:.1f} s wall / {embed_cpu[-1]:.1f} s CPU")
     kb = KnowledgeBase(settings_for(homes[0]))
     # Parts of ingestion besides the passage embeddings, measured on their own for context.
-    from kb.linking import Linker
+    from kb.vocab.linking import Linker
 
     t0 = time.perf_counter()
     Linker(kb.ontology, kb.embedder)
     linker_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    kb.refresh_indexes()
+    kb.indexer.rebuild_keyword()
     bm25_s = time.perf_counter() - t0
     # The command a user runs, cold: a new process, model load included.
     cold_home = work / "ingest-cold"
@@ -206,7 +200,7 @@ def bench_latency(home: Path, cold_repeats: int) -> dict:
     ):
         times = []
         for q in questions:
-            forget_embeddings(kb.embedder)  # every question is new to the model, as a user's would be
+            kb.embedder.clear_cache()  # every question is new to the model, as a user's would be
             t = time.perf_counter()
             call(q)
             times.append((time.perf_counter() - t) * 1000)
@@ -229,7 +223,7 @@ def bench_latency(home: Path, cold_repeats: int) -> dict:
         say(f"    cold `kb {cmd}` (new process to first result): median {cold[cmd]['median_s']:.1f} s "
             f"over {cold_repeats} runs ({', '.join(f'{r:.1f}' for r in runs)} s)")
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import kb.cli"], check=True)
+    subprocess.run([sys.executable, "-c", "import kb.ui.cli"], check=True)
     cold["import_only_s"] = time.perf_counter() - t
     out["cold"] = cold
     return out
@@ -448,7 +442,7 @@ def render(results: dict) -> str:
                f"{', '.join(f'{r:.1f}' for r in c['ask-uncompiled']['runs_s'])} |"] if "ask-uncompiled" in c else []),
             f"| `kb ask` | {c['ask']['median_s']:.1f} | {', '.join(f'{r:.1f}' for r in c['ask']['runs_s'])} |",
             f"| `kb search` | {c['search']['median_s']:.1f} | {', '.join(f'{r:.1f}' for r in c['search']['runs_s'])} |",
-            f"| `python -c 'import kb.cli'` (for reference) | {c['import_only_s']:.1f} | |",
+            f"| `python -c 'import kb.ui.cli'` (for reference) | {c['import_only_s']:.1f} | |",
             f"| first `ask` in an already-started process (loading) | {lat['first_call_in_process_s']:.1f} | |",
             "",
         ]

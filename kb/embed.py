@@ -24,8 +24,8 @@ def offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Texts per forward pass. On 2 CPU cores 16 beat 32 and 64 (ingesting the shipped corpus:
-# 24, 28 and 28 s): texts sorted by length pad less in small batches.
+# Texts per forward pass: on 2 CPU cores 16 beats 32 and 64, since texts sorted by length pad less
+# in small batches.
 BATCH = 16
 
 

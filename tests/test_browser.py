@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kb import views
+from kb.ui import views
 from kb.config import PROJECT_ROOT
 from kb.knowledge import KnowledgeBase
 from tests.conftest import make_settings

@@ -156,6 +156,7 @@ def test_judged_passages_count_in_the_pooled_figures_only(corpus_kb, tmp_path, c
 
 def test_the_shipped_judgements_resolve_against_the_corpus(corpus_kb):
     for name, judged in (("gold", 100), ("heldout", 40), ("fresh", 20), ("fourth", 30)):
-        questions = load_gold(PROJECT_ROOT / "evals" / f"{name}.jsonl", corpus_kb)
-        assert load_judgements(judgements_for(PROJECT_ROOT / "evals" / f"{name}.jsonl"), questions, corpus_kb) > judged
+        documents = {d.meta.doc_id: d for d in corpus_kb.docs.all()}
+        questions = load_gold(PROJECT_ROOT / "evals" / f"{name}.jsonl", documents)
+        assert load_judgements(judgements_for(PROJECT_ROOT / "evals" / f"{name}.jsonl"), questions, documents) > judged
         assert any(q.judged for q in questions)

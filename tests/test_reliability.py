@@ -21,7 +21,7 @@ from kb.records import SentenceRecord
 from kb.stores.lock import ingest_lock
 from tests.conftest import CORPUS, make_settings
 
-KB = [sys.executable, "-m", "kb.cli"]
+KB = [sys.executable, "-m", "kb.ui.cli"]
 
 
 def small_corpus(folder: Path) -> Path:

@@ -1,7 +1,7 @@
 """Pure evaluation metrics: relevance by character overlap, ranking metrics, citation checks.
 
 Nothing here loads a model or touches the knowledge base, so every function can be checked
-on small hand-made inputs. ``kb.evaluation`` feeds them real rankings and answers.
+on small hand-made inputs. ``kb.evals.run`` feeds them real rankings and answers.
 
 Conventions:
 - A *span* is ``(doc_id, start, end)``, a half-open character range of a document's canonical text.

@@ -19,7 +19,7 @@ from kb.vocab.ontology import Ontology
 
 AXES = {"dimension": "dimensions", "facet": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
 AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "place": "Place", "concept": "Concept",
-               "document": Document}
+               "document": "Document"}
 
 
 # -- text that is safe to show ------------------------------------------------------------------
