@@ -124,6 +124,7 @@ def test_malformed_linking_gold_names_the_line(tmp_path):
         linking_eval.load_gold(path, {"barnet"})
 
 
+@pytest.mark.quality
 def test_linking_quality_on_the_hand_labelled_passages(corpus_kb):
     """The figures of evals/LINKING.md; these floors catch a regression in labels or matching."""
     gold = linking_eval.load_gold(EVALS / "linking.jsonl", set(corpus_kb.ontology.concepts))
@@ -142,6 +143,7 @@ def test_linking_quality_on_the_hand_labelled_passages(corpus_kb):
     # fourth: labelled blind and nothing tuned on it (evals/LINKING.md)
     (EVALS / "linking_fourth.jsonl", {"places": (0.9, 0.95), "concepts": (0.9, 0.8), "dimensions": (0.8, 0.25)}),
 ], ids=["held-out", "third", "fourth"])
+@pytest.mark.quality
 def test_linking_quality_on_passages_labelled_blind(corpus_kb, path, floors):
     """Labels written without the linker; floors a little under today's figures, so a change that
     loses links on unseen text fails here."""
@@ -164,6 +166,7 @@ def test_kappa_and_alignment_of_a_second_labelling():
         linking_eval.align(first, second[1:])
 
 
+@pytest.mark.quality
 def test_second_annotator_labels_the_same_passages_and_agrees_with_the_first(corpus_kb):
     """Two independent readers agree closely (evals/LINKING.md), so the targets ask for what a
     careful reader does; the linker is scored against the second reader too."""

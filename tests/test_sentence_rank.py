@@ -37,6 +37,7 @@ def test_fit_finds_the_feature_that_separates_the_labels():
     assert p[0] > 0.9 and p[1] < 0.1
 
 
+@pytest.mark.quality
 def test_the_model_finds_answering_sentences_of_questions_it_was_not_fitted_on(corpus_kb):
     """evals/fourth.jsonl was written after the model was fitted (on gold and held-out)."""
     exs = examples(corpus_kb, PROJECT_ROOT / "evals" / "fourth.jsonl")

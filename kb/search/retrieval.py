@@ -261,14 +261,3 @@ class Retriever:
         pairs = [(cid, texts.get(cid) or self.vectors.passages([cid])[0].text) for cid, _ in ranked]
         scores = get_cross_encoder(self.reranker).predict([(query, t) for _, t in pairs])
         return sorted(((cid, float(s)) for (cid, _), s in zip(pairs, scores)), key=lambda kv: -kv[1])
-
-    def neighbours(self, chunk_id: str) -> tuple[Passage | None, Passage | None]:
-        """The passages just before and after one, for context."""
-        self._load()
-        i = self.keyword.position(chunk_id)
-        if i is None:
-            return None, None
-        p = self.keyword.passages[i]
-        before = self.keyword.passages[i - 1] if i > 0 and self.keyword.passages[i - 1].doc_id == p.doc_id else None
-        after = self.keyword.passages[i + 1] if i + 1 < len(self.keyword.passages) and self.keyword.passages[i + 1].doc_id == p.doc_id else None
-        return before, after

@@ -12,18 +12,20 @@ import re
 import shutil
 from pathlib import Path
 
-import bm25s
 import numpy as np
-import Stemmer
 
 from kb.files import read_json, write_json
 from kb.records import Passage
 
 _GLUED_NUMBER = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
+# bm25s (with scipy) is imported where it is used: a tenth of a second that `kb docs` and the like skip.
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
     """Stemmed English terms without stop words; "Budgets4" (a footnote mark) is "Budgets 4"."""
+    import bm25s
+    import Stemmer
+
     texts = [_GLUED_NUMBER.sub(" ", t) for t in texts]
     return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
                           return_ids=False, show_progress=False)
@@ -38,7 +40,6 @@ class KeywordIndex:
         self.passages: list[Passage] = []
         self.meta: list[dict] = []
         self.stamp = ""
-        self._by_id: dict[str, int] = {}
 
     def stamp_on_disk(self) -> str:
         state = read_json(self.dir / "state.json", default={}) or {}
@@ -46,6 +47,8 @@ class KeywordIndex:
 
     def rebuild(self, passages: list[Passage], meta: list[dict], stamp: str) -> None:
         """Build a new index of ``passages`` (``meta`` gives each one's title, year and type) and swap it in whole."""
+        import bm25s
+
         tmp = self.dir.with_name(self.dir.name + ".new")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -67,6 +70,8 @@ class KeywordIndex:
 
     def load(self) -> None:
         """Read the index and the snapshot again if another process has rebuilt them."""
+        import bm25s
+
         stamp = self.stamp_on_disk()
         if self.stamp == stamp and (self._bm25 is not None or not self.passages and stamp):
             return
@@ -76,11 +81,6 @@ class KeywordIndex:
         self.meta = [{"title": r.get("title", ""), "year": r.get("year"), "type": r.get("type", "")} for r in rows]
         self._bm25 = bm25s.BM25.load(str(self.dir / "index"), show_progress=False) if rows else None
         self.stamp = stamp
-        self._by_id = {p.chunk_id: i for i, p in enumerate(self.passages)}
-
-    def position(self, chunk_id: str) -> int | None:
-        """Where a passage stands in the snapshot (passages are in document order)."""
-        return self._by_id.get(chunk_id)
 
     def top(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
         """The ``n`` best passages for ``query`` by BM25, only those ``mask`` allows."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pyshacl import validate as shacl_validate
 from rdflib import RDF, Graph, Literal, URIRef
 from rdflib.namespace import SH, SKOS
 
@@ -31,6 +30,8 @@ def _file_of(folder: Path) -> dict[URIRef, str]:
 
 def _shacl_problems(data: Graph, shapes: Graph, where: dict[URIRef, str], default: str | None) -> list[str]:
     """SHACL results as lines; with no ``default``, only results about nodes in ``where``."""
+    from pyshacl import validate as shacl_validate  # with scipy, a tenth of a second that reading commands skip
+
     conforms, report, _ = shacl_validate(data, shacl_graph=shapes, inference="none", allow_warnings=True)
     if conforms:
         return []
