@@ -64,7 +64,7 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
         problems.append(f"{path}: its passages or sentences are missing from Chroma or the graph (an interrupted run?)")
     stale = sorted(e.path for e in manifest.entries.values() if e.vocabulary != indexer.vocabulary_hash)
     if stale:
-        problems.append(f"{len(stale)} document(s) linked with an older vocabulary or older linking rules (`kb ingest` or --repair re-links them)")
+        problems.append(f"{len(stale)} document(s) linked with an older vocabulary or older linking rules, or embedded with another model (`kb ingest` or --repair re-links them)")
     unsplit = sorted(e.path for e in manifest.entries.values() if e.sentences is None)
     if unsplit:
         problems.append(f"{len(unsplit)} document(s) ingested without sentence vectors by an older version "

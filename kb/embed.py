@@ -42,9 +42,9 @@ class Embedder:
     CACHE_BATCH = 256
     CACHE_CHARS = 2_000
 
-    def __init__(self, model_path: str, compiled: Path | None = None) -> None:
+    def __init__(self, model_path: str, compiled: Path | None = None, device: str = "cpu") -> None:
         offline()
-        self.model_path = model_path
+        self.model_path, self.device = model_path, device
         self._model = None
         self._fast = load_compiled(compiled) if compiled else None
         if self._fast is not None:
@@ -68,7 +68,7 @@ class Embedder:
             # Imported here: it takes seconds, and the compiled encoder runs without it.
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(self.model_path, device="cpu", local_files_only=True)
+            self._model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
         return self._model
 
     @property
@@ -121,15 +121,16 @@ class Embedder:
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
 
-def get_embedder(model_path: str, compiled: Path | None = None) -> Embedder:
-    """One model per process and path (tests and the app share it); the compiled encoder when
-    one exists at ``compiled``."""
-    return _embedder(model_path, compiled if compiled is not None and compiled.exists() else None)
+def get_embedder(model_path: str, compiled: Path | None = None, device: str = "cpu") -> Embedder:
+    """One model per process, path and device (tests and the app share it); on the CPU, the compiled
+    encoder when one exists at ``compiled``."""
+    usable = compiled is not None and compiled.exists() and device == "cpu"
+    return _embedder(model_path, compiled if usable else None, device)
 
 
 @lru_cache(maxsize=4)
-def _embedder(model_path: str, compiled: Path | None) -> Embedder:
-    return Embedder(model_path, compiled)
+def _embedder(model_path: str, compiled: Path | None, device: str) -> Embedder:
+    return Embedder(model_path, compiled, device)
 
 
 # -- the compiled encoder -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ module sees it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -58,7 +59,7 @@ class KnowledgeBase:
     # -- parts, made on first use -----------------------------------------------------------
     @cached_property
     def embedder(self) -> Embedder:
-        return get_embedder(self.settings.model_path, self.settings.encoder_dir)
+        return get_embedder(self.settings.model_path, self.settings.encoder_dir, self.settings.device)
 
     @cached_property
     def store(self) -> PassageStore:
@@ -70,7 +71,12 @@ class KnowledgeBase:
 
     @cached_property
     def vocabulary_hash(self) -> str:
-        return vocabulary_hash(self.settings.ontology)
+        """What a stored document was linked and embedded with: the vocabulary and linking rules, and the
+        model unless it is the packaged one. A document stored with another is ingested again."""
+        vocab = vocabulary_hash(self.settings.ontology)
+        if self.settings.model_label == self.settings.model_path:
+            return hashlib.sha256(f"{vocab}\0{self.settings.model_path}".encode()).hexdigest()[:16]
+        return vocab
 
     @cached_property
     def graph(self) -> KnowledgeGraph:

@@ -2,8 +2,8 @@
 
 Layers, lowest first: the records, configuration and file helpers; ingestion (files → documents,
 which takes nothing from ``kb`` but the records) and the embedding model; the vocabulary; the
-stores; indexing and checking; search and answers; the knowledge-base facade; evaluation; the
-command line and app helpers; the Streamlit app. Every import counts, at the top of a module or
+stores; indexing and checking; search and answers; the knowledge-base facade; evaluation; adapting
+the model (which evaluates); the command line and app helpers; the Streamlit app. Every import counts, at the top of a module or
 inside a function.
 """
 
@@ -23,6 +23,7 @@ LAYERS = [
     ("kb.search",),
     ("kb.knowledge",),
     ("kb.evals",),
+    ("kb.adapt",),
     ("kb.ui",),
     ("app",),
 ]

@@ -122,7 +122,7 @@ def _version(name: str) -> str:
 def _settings(kb: KnowledgeBase, docs: list[Document], baseline: LlamaBaseline | None) -> dict:
     s = kb.settings
     out: dict[str, Any] = {
-        "model": s.model or "all-MiniLM-L6-v2 (packaged)",
+        "model": s.model_label,
         "store": s.chroma_url or "embedded ChromaDB",
         "documents": len(docs),
         "passages": len(kb.retriever.passages),

@@ -62,7 +62,7 @@ class PassageStore:
             embedding_function=None,
             # ef_search 100 (default 10): at 10k passages the default found half the true top 10.
             configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
-            metadata={"embedding_model": settings.model or "all-MiniLM-L6-v2 (packaged)"},
+            metadata={"embedding_model": settings.model_label},
         )
         self.collection = self.client.get_or_create_collection(settings.collection, **options)
         self.sentences = self.client.get_or_create_collection(f"{settings.collection}-sentences", **options)

@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judgements", type=Path,
                    help="passages judged relevant besides the gold evidence (default: GOLD's .judged.jsonl, if any)")
 
+    p = sub.add_parser("adapt", help="adapt the embedding model to the knowledge base's own text")
+    p.add_argument("--method", nargs="+", choices=["ict", "neighbours", "ontology"], default=None,
+                   help="where the training pairs come from (default: all three)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--gold", type=Path, help="the question set that decides whether it is better (default evals/gold.jsonl)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--use", action="store_true", help="switch to the adapted model whatever the evaluation says")
+    g.add_argument("--undo", action="store_true", help="return to the packaged model")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("check", help="check that the store, graph and manifest agree")
     p.add_argument("--repair", action="store_true", help="fix what is inconsistent")
     p.add_argument("--json", action="store_true")
@@ -282,6 +293,27 @@ def cmd_eval(kb: KnowledgeBase, args) -> int:
     return 0
 
 
+def cmd_adapt(kb: KnowledgeBase, args) -> int:
+    # Here, not at the top: training loads torch and sentence-transformers, and only `kb adapt` trains.
+    from kb.adapt import METHODS, adapt, describe, switch
+
+    if args.undo:
+        if kb.settings.model:
+            print("kb: KB_MODEL names the model, so there is nothing to undo here", file=sys.stderr)
+            return 2
+        switch(kb, None, progress=not args.quiet)
+        print(f"back to {KnowledgeBase(kb.settings).settings.model_label}; every document embedded again with it")
+        return 0
+    gold = args.gold or (PROJECT_ROOT / "evals" / "gold.jsonl")
+    outcome = adapt(kb, gold, methods=args.method or METHODS, epochs=args.epochs, use=args.use,
+                    progress=not args.quiet and not args.json)
+    if args.json:
+        _print_json(outcome.to_json())
+    else:
+        print(describe(outcome))
+    return 0
+
+
 def cmd_check(kb: KnowledgeBase, args) -> int:
     problems = kb.check(repair=args.repair)
     if args.json:
@@ -309,7 +341,7 @@ def cmd_app(kb: KnowledgeBase, args) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "docs": cmd_docs, "doc": cmd_doc,
     "concepts": cmd_concepts, "sparql": cmd_sparql, "export": cmd_export, "eval": cmd_eval,
-    "check": cmd_check, "app": cmd_app,
+    "adapt": cmd_adapt, "check": cmd_check, "app": cmd_app,
 }
 
 
