@@ -86,10 +86,13 @@ class Settings:
         return self.model or adopted_model(self.home) or str(get_model_path())
 
     @property
+    def packaged_model(self) -> bool:
+        return self.model_path == str(get_model_path())
+
+    @property
     def model_label(self) -> str:
         """The model as reports name it."""
-        path = self.model_path
-        return "all-MiniLM-L6-v2 (packaged)" if path == str(get_model_path()) else path
+        return "all-MiniLM-L6-v2 (packaged)" if self.packaged_model else self.model_path
 
     @property
     def encoder_dir(self) -> Path:

@@ -74,7 +74,7 @@ class KnowledgeBase:
         """What a stored document was linked and embedded with: the vocabulary and linking rules, and the
         model unless it is the packaged one. A document stored with another is ingested again."""
         vocab = vocabulary_hash(self.settings.ontology)
-        if self.settings.model_label == self.settings.model_path:
+        if not self.settings.packaged_model:
             return hashlib.sha256(f"{vocab}\0{self.settings.model_path}".encode()).hexdigest()[:16]
         return vocab
 
