@@ -3,8 +3,10 @@
 Training pairs come from the knowledge base itself, never from a question set:
 - ``ict`` (inverse cloze): a sentence of a passage as the query, the rest of that passage as the answer;
 - ``neighbours``: a passage as the query, the passage that follows it in its document as the answer;
-- ``ontology``: a concept's label (and definition) as the query, a passage linked to it as the answer.
-They train a copy of the model with in-batch negatives (the multiple-negatives ranking loss). The
+- ``ontology``: a concept's label (and definition) as the query, a passage linked to it as the answer;
+- ``tsdae``: a sentence with most of its words deleted, from which the model must restore the sentence
+  (a denoising auto-encoder, TSDAE).
+The first three train a copy of the model with in-batch negatives (the multiple-negatives ranking loss). The
 adapted model is saved under ``KB_HOME/models`` with a record of how it was made; a trial copy of
 the knowledge base is embedded with it and evaluated on a question set beside the current one, and
 the knowledge base switches to it only when asked (``--use``) or when the evaluation says it is
@@ -33,7 +35,10 @@ from kb.knowledge import KnowledgeBase
 from kb.records import Document, Passage
 from kb.vocab.ontology import Ontology
 
-METHODS = ("ict", "neighbours", "ontology")
+METHODS = ("ict", "neighbours", "ontology")  # the default; "tsdae" is the fourth
+ALL_METHODS = (*METHODS, "tsdae")
+# TSDAE deletes this share of a sentence's words.
+DELETION = 0.6
 # Pairs with fewer words than this on either side teach the model little.
 MIN_WORDS = 6
 
@@ -99,6 +104,25 @@ def ontology_pairs(ontology: Ontology, passages: Sequence[Passage], rng: random.
     return out
 
 
+def tsdae_pairs(documents: dict[str, Document], passages: Sequence[Passage], rng: random.Random) -> list[Pair]:
+    """Every distinct sentence, damaged (``DELETION`` of its words gone) as the query and whole as the answer."""
+    seen: set[str] = set()
+    out = []
+    for p in passages:
+        doc = documents.get(p.doc_id)
+        if doc is None:
+            continue
+        for span in quotable_sentences(doc.text, p.start, p.end, heading_breaks(doc)):
+            sentence = _flat(doc.text[span.start:span.end])
+            if sentence in seen or _words(sentence) < MIN_WORDS:
+                continue
+            seen.add(sentence)
+            words = sentence.split()
+            kept = [w for w in words if rng.random() >= DELETION] or [rng.choice(words)]
+            out.append(Pair(" ".join(kept), sentence, "tsdae"))
+    return out
+
+
 def training_pairs(documents: dict[str, Document], passages: Sequence[Passage], ontology: Ontology,
                    methods: Iterable[str], seed: int = 0) -> list[Pair]:
     """The pairs of the chosen methods, from the knowledge base's documents and vocabulary only."""
@@ -108,18 +132,21 @@ def training_pairs(documents: dict[str, Document], passages: Sequence[Passage], 
         "ict": lambda: ict_pairs(documents, passages, rng),
         "neighbours": lambda: neighbour_pairs(passages),
         "ontology": lambda: ontology_pairs(ontology, passages, rng),
+        "tsdae": lambda: tsdae_pairs(documents, passages, rng),
     }
     unknown = sorted(set(methods) - set(makers))
     if unknown:
-        raise ValueError(f"unknown method {', '.join(unknown)}: use {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {', '.join(unknown)}: use {', '.join(ALL_METHODS)}")
     return [pair for m in methods for pair in makers[m]()]
 
 
 def batches(pairs: Sequence[Pair], size: int, rng: random.Random) -> list[list[Pair]]:
-    """Shuffled batches in which no two pairs share an answer (a shared answer would be a false negative)."""
-    order = list(pairs)
+    """Shuffled batches, each of one loss (denoising, or in-batch negatives), in which no two pairs share
+    an answer (a shared answer would be a false negative)."""
+    denoising = [p for p in pairs if p.method == "tsdae"]
+    out = [denoising[i:i + size] for i in range(0, len(denoising), size)]
+    order = [p for p in pairs if p.method != "tsdae"]
     rng.shuffle(order)
-    out: list[list[Pair]] = []
     open_batches: list[tuple[list[Pair], set[str]]] = []
     for pair in order:
         for batch, answers in open_batches:
@@ -133,6 +160,7 @@ def batches(pairs: Sequence[Pair], size: int, rng: random.Random) -> list[list[P
         else:
             open_batches.append(([pair], {pair.answer, pair.query}))
     out += [b for b, _ in open_batches if len(b) > 1]
+    rng.shuffle(out)
     return out
 
 
@@ -164,22 +192,30 @@ def fit(base_model: str, pairs: Sequence[Pair], out_dir: Path, *, epochs: int = 
     Returns the steps taken and the seconds it took."""
     import torch  # seconds to import: only when training
     from sentence_transformers import SentenceTransformer  # the same
+    from sentence_transformers.losses import DenoisingAutoEncoderLoss
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = SentenceTransformer(base_model, device=device, local_files_only=True)
     model.train()
     plan = [b for _ in range(epochs) for b in batches(pairs, batch_size, rng)]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    # The decoder shares the encoder's weights; only its cross-attention and head are new.
+    denoise = (DenoisingAutoEncoderLoss(model, decoder_name_or_path=base_model, tie_encoder_decoder=True)
+               if any(p.method == "tsdae" for p in pairs) else None)
+    optimiser = torch.optim.AdamW((denoise or model).parameters(), lr=learning_rate)
     warmup = max(1, len(plan) // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (len(plan) - step) / max(1, len(plan) - warmup)))
     started = time.perf_counter()
     for batch in tqdm(plan, desc="Adapting", unit="batch", disable=not progress):
-        queries = _embed(model, [p.query for p in batch], device)
-        answers = _embed(model, [p.answer for p in batch], device)
-        scores = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(answers, dim=1).T
-        loss = torch.nn.functional.cross_entropy(scores * 20.0, torch.arange(len(batch), device=scores.device))
+        if batch[0].method == "tsdae":
+            loss = denoise([_features(model, [p.query for p in batch], device),
+                            _features(model, [p.answer for p in batch], device)], None)
+        else:
+            queries = model(_features(model, [p.query for p in batch], device))["sentence_embedding"]
+            answers = model(_features(model, [p.answer for p in batch], device))["sentence_embedding"]
+            scores = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(answers, dim=1).T
+            loss = torch.nn.functional.cross_entropy(scores * 20.0, torch.arange(len(batch), device=scores.device))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -193,10 +229,9 @@ def fit(base_model: str, pairs: Sequence[Pair], out_dir: Path, *, epochs: int = 
     return len(plan), time.perf_counter() - started
 
 
-def _embed(model, texts: list[str], device: str):
+def _features(model, texts: list[str], device: str) -> dict:
     prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize in older sentence-transformers
-    features = {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
-    return model(features)["sentence_embedding"]
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
 
 
 # -- the command ------------------------------------------------------------------------------

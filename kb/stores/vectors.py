@@ -14,6 +14,7 @@ LIST_FIELDS = ("concepts", "places", "dimensions")
 
 def connect(settings: Settings):
     """A Chroma client: a server when ``KB_CHROMA_URL`` is set, else files under ``KB_HOME``."""
+    # Here, not at the top: Chroma takes most of a second to import, and `kb docs` or `kb doc` never open it.
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 

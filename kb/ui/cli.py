@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passages judged relevant besides the gold evidence (default: GOLD's .judged.jsonl, if any)")
 
     p = sub.add_parser("adapt", help="adapt the embedding model to the knowledge base's own text")
-    p.add_argument("--method", nargs="+", choices=["ict", "neighbours", "ontology"], default=None,
-                   help="where the training pairs come from (default: all three)")
+    p.add_argument("--method", nargs="+", choices=["ict", "neighbours", "ontology", "tsdae"], default=None,
+                   help="where the training pairs come from (default: ict neighbours ontology)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--gold", type=Path, help="the question set that decides whether it is better (default evals/gold.jsonl)")
     g = p.add_mutually_exclusive_group()
