@@ -269,7 +269,7 @@ def better(before: dict, after: dict) -> bool:
 
 def trial_settings(settings: Settings, model_dir: Path, name: str) -> Settings:
     """A scratch knowledge base under ``KB_HOME/adapt`` embedded with the adapted model (its own collection)."""
-    return settings.with_(home=settings.home / "adapt" / name, model=str(model_dir),
+    return settings.with_(home=settings.home / "adapt" / name / "kb", model=str(model_dir),
                           collection=f"{settings.collection}-{name}")
 
 
@@ -303,6 +303,7 @@ def adapt(kb: KnowledgeBase, gold: Path, *, methods: Sequence[str] = METHODS, ep
     out = settings.home / "adapt" / name / "eval"
     before = _summary(run_evaluation(kb, gold, out / "before", baseline=False))
     after = _summary(run_evaluation(trial, gold, out / "after", baseline=False))
+    discard(trial)
     record.evaluation = {"gold": str(gold), "before": before, "after": after}
     write_json(model_dir / "adapt.json", asdict(record))
     switched = use or better(before, after)
@@ -313,11 +314,19 @@ def adapt(kb: KnowledgeBase, gold: Path, *, methods: Sequence[str] = METHODS, ep
     return AdaptOutcome(str(model_dir), record, before, after, switched, reason)
 
 
+def discard(trial: KnowledgeBase) -> None:
+    """Remove a trial knowledge base once measured: its Chroma collections (on a server too) and its files."""
+    for collection in (trial.store.collection, trial.store.sentences):
+        trial.store.client.delete_collection(collection.name)
+    shutil.rmtree(trial.settings.home, ignore_errors=True)
+
+
 def switch(kb: KnowledgeBase, model_dir: Path | None, *, progress: bool = True) -> None:
     """Use ``model_dir`` (None: the packaged model) for this knowledge base and embed every document again with it."""
     adopt_model(kb.settings.home, model_dir)
     fresh = KnowledgeBase(kb.settings)
     fresh.ingest([Path(e.path) for e in fresh.manifest.entries.values() if Path(e.path).exists()], progress=progress)
+    fresh.compile_encoder()
 
 
 def describe(outcome: AdaptOutcome) -> str:

@@ -74,6 +74,8 @@ def test_kb_adapt_fits_a_model_switches_to_it_and_back(tmp_path, capsys):
     assert record["pairs"]["neighbours"] > 0 and record["pairs"]["ontology"] > 0 and record["steps"] >= 1
     assert out["before"]["recall@5"] == 1.0 and set(out["after"]) == set(out["before"]) >= {"recall@5", "mrr@10", "quote exactness"}
     assert adopted_model(home) == out["model"]
+    assert not (home / "adapt" / record["name"] / "kb").exists()  # the trial copy is gone once measured
+    assert (home / "adapt" / record["name"] / "eval" / "after" / "report.json").exists()
 
     adapted = KnowledgeBase(settings)
     assert adapted.settings.model_path == out["model"] and adapted.embedder.model_path == out["model"]
