@@ -286,7 +286,7 @@ def adapt(kb: KnowledgeBase, gold: Path, *, methods: Sequence[str] = METHODS, ep
     if len(pairs) < 2:
         raise ValueError("the knowledge base holds too little text to adapt the model on")
     digest = hashlib.sha256("\n".join(f"{p.method}\t{p.query}\t{p.answer}" for p in pairs).encode()).hexdigest()
-    name = f"adapted-{'+'.join(methods)}-{digest[:8]}-e{epochs}"
+    name = f"adapted-{'-'.join(methods)}-{digest[:8]}-e{epochs}"
     model_dir = (settings.home / "models" / name).resolve()
     base = settings.model_path
     steps, seconds = fit(base, pairs, model_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,

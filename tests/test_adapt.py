@@ -67,11 +67,11 @@ def test_kb_adapt_fits_a_model_switches_to_it_and_back(tmp_path, capsys):
     settings = make_settings(home)
     assert KnowledgeBase(settings).ingest([folder], progress=False).ok
 
-    assert main(["--home", str(home), "adapt", "--method", "neighbours", "ontology", "--use", "--gold", str(gold), "--json", "--quiet"]) == 0
+    assert main(["--home", str(home), "adapt", "--method", "ict", "neighbours", "ontology", "--use", "--gold", str(gold), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["switched"] and out["reason"] == "asked to (--use)"
     record = json.loads((tmp_path / out["model"] / "adapt.json").read_text(encoding="utf-8"))
-    assert record["pairs"]["neighbours"] > 0 and record["pairs"]["ontology"] > 0 and record["steps"] >= 1
+    assert all(record["pairs"][m] > 0 for m in ("ict", "neighbours", "ontology")) and record["steps"] >= 1
     assert out["before"]["recall@5"] == 1.0 and set(out["after"]) == set(out["before"]) >= {"recall@5", "mrr@10", "quote exactness"}
     assert adopted_model(home) == out["model"]
     assert not (home / "adapt" / record["name"] / "kb").exists()  # the trial copy is gone once measured
