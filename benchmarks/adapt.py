@@ -5,7 +5,7 @@ are linear in the collection, so the figures per 10k passages are the measured r
 
     python benchmarks/adapt.py [--passages 600] [--pairs 192]
 
-Prints the figures and writes benchmarks/adapt-results.json.
+Prints the figures (and the process's peak memory) and writes benchmarks/adapt-results.json.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.chunk import chunk  # noqa: E402
-from kb.adapt import METHODS, fit, training_pairs  # noqa: E402
+from kb.adapt import DEFAULT_METHODS, fit, training_pairs  # noqa: E402
 from kb.config import Settings  # noqa: E402
 from kb.index import embed, sentence_records  # noqa: E402
 from kb.knowledge import KnowledgeBase  # noqa: E402
@@ -55,7 +56,7 @@ def cost(kb: KnowledgeBase, docs: list[Document], sample_pairs: int, work: Path,
         passages += mine
     embed_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pairs = training_pairs({d.meta.doc_id: d for d in docs}, passages, kb.ontology, METHODS)
+    pairs = training_pairs({d.meta.doc_id: d for d in docs}, passages, kb.ontology, DEFAULT_METHODS)
     pairs_s = time.perf_counter() - t0
     sample = rng.sample(pairs, min(sample_pairs, len(pairs)))
     steps, train_s = fit(kb.settings.model_path, sample, work / "model", progress=False)
@@ -83,14 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     out = {"shipped": shipped, "synthetic": synthetic, "per_10k_passages": per_10k,
            "shipped_one_epoch_min": shipped_adapt_min,
            "ratio_train_s_per_pair_synthetic_to_shipped": synthetic["train_s_per_pair"] / shipped["train_s_per_pair"],
-           "ratio_embed_s_per_passage_synthetic_to_shipped": synthetic["embed_s_per_passage"] / shipped["embed_s_per_passage"]}
+           "ratio_embed_s_per_passage_synthetic_to_shipped": synthetic["embed_s_per_passage"] / shipped["embed_s_per_passage"],
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     for name, r in (("shipped corpus", shipped), ("synthetic", synthetic)):
         print(f"{name:<15} {r['passages']:>5} passages, {r['pairs']:>5} pairs ({r['pairs_per_passage']:.2f} a passage); "
               f"embed+link {r['embed_s_per_passage'] * 1000:.0f} ms a passage; train {r['train_s_per_pair'] * 1000:.0f} ms a pair")
     print(f"one epoch on the shipped corpus: {shipped_adapt_min:.1f} min; per 10k passages: embed and link "
           f"{per_10k['embed_and_link_min']:.0f} min, train one epoch {per_10k['train_one_epoch_min']:.0f} min")
     print(f"ratios synthetic / shipped: train per pair {out['ratio_train_s_per_pair_synthetic_to_shipped']:.2f}, "
-          f"embed per passage {out['ratio_embed_s_per_passage_synthetic_to_shipped']:.2f}")
+          f"embed per passage {out['ratio_embed_s_per_passage_synthetic_to_shipped']:.2f}; peak memory {out['peak_rss_mb']:.0f} MB")
     (ROOT / "benchmarks" / "adapt-results.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
 

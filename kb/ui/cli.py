@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("adapt", help="adapt the embedding model to the knowledge base's own text")
     p.add_argument("--method", nargs="+", choices=["ict", "neighbours", "ontology", "tsdae"], default=None,
-                   help="where the training pairs come from (default: ict neighbours ontology)")
+                   help="where the training pairs come from (default: ict, the best on the shipped corpus)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--gold", type=Path, help="the question set that decides whether it is better (default evals/gold.jsonl)")
     g = p.add_mutually_exclusive_group()
@@ -295,7 +295,7 @@ def cmd_eval(kb: KnowledgeBase, args) -> int:
 
 def cmd_adapt(kb: KnowledgeBase, args) -> int:
     # Here, not at the top: training loads torch and sentence-transformers, and only `kb adapt` trains.
-    from kb.adapt import METHODS, adapt, describe, switch
+    from kb.adapt import DEFAULT_METHODS, adapt, describe, switch
 
     if args.undo:
         if kb.settings.model:
@@ -305,7 +305,7 @@ def cmd_adapt(kb: KnowledgeBase, args) -> int:
         print(f"back to {KnowledgeBase(kb.settings).settings.model_label}; every document embedded again with it")
         return 0
     gold = args.gold or (PROJECT_ROOT / "evals" / "gold.jsonl")
-    outcome = adapt(kb, gold, methods=args.method or METHODS, epochs=args.epochs, use=args.use,
+    outcome = adapt(kb, gold, methods=args.method or DEFAULT_METHODS, epochs=args.epochs, use=args.use,
                     progress=not args.quiet and not args.json)
     if args.json:
         _print_json(outcome.to_json())
