@@ -8,6 +8,7 @@ refers to the text this module produces.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,8 +25,15 @@ _SOFT_BULLET_START = re.compile(rf"^[{re.escape(SOFT_BULLETS)}]\s+(?=\S)")
 _NUMBERED_START = re.compile(r"^(\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
 _HEADING_MD = re.compile(r"^(#{1,6})\s+(.*)$")
-_WORD = re.compile(r"[A-Za-z]+")
+_VOWEL = re.compile(r"[aeiouyäöüéèàáíóú]", re.IGNORECASE)
+_COMPOUND = re.compile(r"([^\W\d_]+)-([^\W\d_]+)")
+_WORD = re.compile(r"[^\W\d_]+")
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10))
+# Compatibility characters a reader does not see as such: ligatures to their letters, invisible
+# characters removed. (Not NFKC as a whole: it would also turn "²" into "2" and "½" into "1/2".)
+_FOLD = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                       "\ufb05": "st", "\ufb06": "st", "\u017f": "s", "\u00ad": None, "\ufeff": None,
+                       "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None})
 
 
 @dataclass
@@ -44,9 +52,8 @@ class Normalised:
 
 
 def clean_line(line: str) -> str:
-    """Tabs, odd spaces and control characters to plain spaces; runs of space collapsed."""
-    line = unicodedata.normalize("NFC", line).translate(_CONTROL)
-    line = line.replace("\u00ad", "").replace("\ufeff", "")
+    """Tabs, odd spaces and control characters to plain spaces, ligatures to letters; runs of space collapsed."""
+    line = unicodedata.normalize("NFC", line).translate(_CONTROL).translate(_FOLD)
     line = re.sub(r"[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]", " ", line)
     return re.sub(r" {2,}", " ", line).strip()
 
@@ -87,21 +94,62 @@ def _lines(pages: list[RawPage], marked_headings: bool) -> list[_Line | None]:
     return out
 
 
-def _vocabulary(pages: list[RawPage]) -> set[str]:
-    return {w.lower() for p in pages for w in _WORD.findall(p.text)}
+@dataclass
+class Words:
+    """What decides whether a word broken at a line end is rejoined: the document's own words (those
+    never broken), its hyphenated compounds, and words known from elsewhere (the model's vocabulary)."""
+
+    whole: set[str] = field(default_factory=set)
+    compounds: set[str] = field(default_factory=set)
+    known: frozenset[str] = frozenset()
+    _sorted: list[str] = field(default_factory=list, repr=False)
+
+    def word(self, w: str) -> bool:
+        return len(w) >= 2 and (w in self.whole or w in self.known)
+
+    def written_whole(self, prefix: str) -> bool:
+        """Does the document write, unbroken, a longer word that begins so (an inflected form)?"""
+        if not self._sorted:
+            self._sorted = sorted(self.whole)
+        i = bisect.bisect_left(self._sorted, prefix)
+        return i < len(self._sorted) and self._sorted[i].startswith(prefix) and len(self._sorted[i]) > len(prefix)
 
 
-def _join(left: str, right: str, vocab: set[str]) -> str:
+def _words(pages: list[RawPage], known: frozenset[str]) -> Words:
+    out = Words(known=known)
+    broken = False
+    for raw in pages:
+        for line in raw.text.splitlines():
+            text = clean_line(line)
+            words = _WORD.findall(text)
+            ends = text.endswith("-")
+            out.whole.update(w.lower() for w in words[int(broken):len(words) - int(ends)])
+            out.compounds.update(f"{a}-{b}".lower() for a, b in _COMPOUND.findall(text))
+            broken = ends
+    return out
+
+
+def _join(left: str, right: str, words: Words) -> str:
     """What goes between two wrapped lines: a space, nothing (hyphen kept) or a dropped hyphen.
 
+    A compound the document writes with a hyphen elsewhere keeps it; a word the document (in any
+    inflection) or the vocabulary knows whole is rejoined; otherwise the hyphen stays when the first
+    half is a word and the second is one too or the first is long enough to stand alone ("short-termist").
     Returns the text to append after ``left``; a leading ``\b`` means "drop left's last char".
     """
     if left.endswith("-") and right[:1].islower():
-        stem = re.search(r"([A-Za-z]+)-$", left)
-        head = re.match(r"([A-Za-z]+)", right)
-        if stem and head and (stem.group(1) + head.group(1)).lower() in vocab:
+        stem = re.search(r"([^\W\d_]+)-$", left)
+        head = re.match(r"[^\W\d_]+", right)
+        if not stem or not head:
+            return ""
+        a, b = stem.group(1).lower(), head.group(0).lower()
+        if f"{a}-{b}" in words.compounds:
+            return ""
+        if a + b in words.whole or a + b in words.known or words.written_whole(a + b[:3]):
             return "\b"
-        return ""
+        if not words.known or (words.word(a) and (words.word(b) or len(a) >= 4)):
+            return ""
+        return "\b"
     return " "
 
 
@@ -122,8 +170,11 @@ def _continues(prev: _Line, line: _Line, width: int) -> bool:
 
 def _is_heading(text: str, width: int) -> bool:
     words = text.split()
+    letters = sum(c.isalpha() for c in text)
     return (
-        (len(words) >= 2 or len(text) >= 8)
+        letters >= 0.5 * len(text.replace(" ", ""))  # not an OCR'd smudge or a row of figures
+        and any(len(w) >= 3 and _VOWEL.search(w) for w in _WORD.findall(text))
+        and (len(words) >= 2 or len(text) >= 8)
         and len(words) <= 12
         and len(text) <= min(90, 0.75 * width)
         and not _SENTENCE_END.search(text)
@@ -164,13 +215,15 @@ def _kind(group: list[_Line], widths: dict) -> str:
     return "para"
 
 
-def normalise(pages: list[RawPage], *, marked_headings: bool = False) -> Normalised:
+def normalise(pages: list[RawPage], *, marked_headings: bool = False,
+              known_words: frozenset[str] = frozenset()) -> Normalised:
     """Build canonical text, paragraph blocks and the page map from raw pages.
 
     ``marked_headings``: lines starting with ``#`` are headings (Markdown, and HTML after
-    conversion); otherwise headings are recognised by their shape.
+    conversion); otherwise headings are recognised by their shape. ``known_words`` (lower case)
+    help rejoin words broken at line ends.
     """
-    vocab = _vocabulary(pages)
+    words = _words(pages, known_words)
     widths = {raw.page: _typical_width([clean_line(s) for s in raw.text.splitlines()]) for raw in pages}
     groups = _group(_lines(pages, marked_headings), widths)
 
@@ -194,7 +247,7 @@ def normalise(pages: list[RawPage], *, marked_headings: bool = False) -> Normali
         prev: _Line | None = None
         for line in group:
             if prev is not None:
-                glue = _join(prev.text, line.text, vocab)
+                glue = _join(prev.text, line.text, words)
                 if glue == "\b":
                     out[-1] = out[-1][:-1]
                     offset -= 1

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.base import Extracted, IngestError
+from ingest.furniture import strip_furniture
 from ingest.html import load_html
 from ingest.metadata import SOURCES_FILE, build_meta, entry_for
 from ingest.normalise import normalise
@@ -49,8 +50,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_document(path: Path, doc_id: str | None = None) -> tuple[Document, list[str]]:
-    """Load, describe and normalise one file. Raises IngestError with the reason it cannot."""
+def read_document(path: Path, doc_id: str | None = None,
+                  known_words: frozenset[str] = frozenset()) -> tuple[Document, list[str]]:
+    """Load, describe and normalise one file (running headers and footers left out). Raises IngestError
+    with the reason it cannot. ``known_words`` help rejoin words broken at line ends."""
     entry = entry_for(path)
     page_marker = str((entry or {}).get("page_marker") or "none")
     try:
@@ -64,7 +67,8 @@ def read_document(path: Path, doc_id: str | None = None) -> tuple[Document, list
     meta = build_meta(path, entry, title=extracted.title, authors=extracted.authors, year=extracted.year)
     if doc_id:
         meta.doc_id = doc_id
-    norm = normalise(extracted.pages, marked_headings=extracted.marked_headings)
+    pages, _ = strip_furniture(extracted.pages)
+    norm = normalise(pages, marked_headings=extracted.marked_headings, known_words=known_words)
     if not norm.text.strip():
         raise IngestError("no text found after extraction")
     doc = Document(meta=meta, text=norm.text, pages=norm.pages, blocks=norm.blocks)

@@ -114,11 +114,24 @@ class Embedder:
         with self._cache_lock:
             return text in self._cache
 
+    @property
+    def words(self) -> frozenset[str]:
+        return model_words(self.model_path)
+
     def count_tokens(self, text: str) -> int:
         """Word pieces the model would read, without the special tokens."""
         if self._fast is not None:
             return len(self._fast.counter.encode(text, add_special_tokens=False).ids)
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+
+@lru_cache(maxsize=4)
+def model_words(model_path: str) -> frozenset[str]:
+    """The whole words of a model's word-piece vocabulary, lower case (from its vocab.txt; none if it has none)."""
+    vocab = Path(model_path) / "vocab.txt"
+    if not vocab.exists():
+        return frozenset()
+    return frozenset(w.lower() for w in vocab.read_text(encoding="utf-8").split() if w.isalpha())
 
 
 def get_embedder(model_path: str, compiled: Path | None = None, device: str = "cpu") -> Embedder:

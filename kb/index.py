@@ -129,7 +129,7 @@ class Indexer:
         if twin and twin.path != key and Path(twin.path).exists():
             return FileResult(key, "duplicate", twin.doc_id, reason=f"same content as {twin.path} (already ingested as '{twin.doc_id}')")
 
-        doc, warnings = read_document(path, known.doc_id if known else None)
+        doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words)
         report.warnings.extend(warnings)
         if not known:
             doc.meta.doc_id = self._unique_doc_id(doc.meta.doc_id, key)

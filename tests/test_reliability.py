@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import traceback
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,8 +169,8 @@ def test_readers_during_an_ingestion_see_old_or_new_never_half(new_kb, tmp_path)
                     seen.append((h.passage.start, h.passage.end, h.passage.text))
                 for c in reader.ask("How did Plymouth pool budgets?").to_json()["citations"]:
                     seen.append((c["start"], c["end"], c["quote"]))
-            except Exception as exc:  # noqa: BLE001 - collected and reported below
-                errors.append(exc)
+            except Exception:  # noqa: BLE001 - collected and reported below
+                errors.append(traceback.format_exc())
 
     thread = threading.Thread(target=read)
     thread.start()

@@ -42,6 +42,11 @@ def to_metadata(p: Passage, title: str, year: int | None, doc_type: str) -> dict
     return meta
 
 
+def _complete(ids, documents, metadatas):
+    """Records with their text and metadata: one being replaced by a writer can come back without them."""
+    return ((i, d, m) for i, d, m in zip(ids, documents, metadatas) if d is not None and m)
+
+
 def from_record(chunk_id: str, text: str, meta: dict) -> Passage:
     page = meta.get("page", -1)
     return Passage(
@@ -109,19 +114,19 @@ class PassageStore:
         where = {"chunk_id": {"$in": chunk_ids}} if chunk_ids is not None else None
         got = self.sentences.query(query_embeddings=[embedding], n_results=min(n, total), where=where,
                                    include=["metadatas", "distances"])
-        return [(_sentence(m), 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
+        return [(_sentence(m), 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0]) if m]
 
     def sentence_vectors(self, chunk_ids: list[str]) -> dict[SentenceRecord, np.ndarray]:
         """The stored sentences of some passages, with their vectors."""
         if not chunk_ids:
             return {}
         got = self.sentences.get(where={"chunk_id": {"$in": list(chunk_ids)}}, include=["metadatas", "embeddings"])
-        return {_sentence(m): np.asarray(e, dtype=np.float32) for m, e in zip(got["metadatas"], got["embeddings"])}
+        return {_sentence(m): np.asarray(e, dtype=np.float32) for m, e in zip(got["metadatas"], got["embeddings"]) if m}
 
     def passages(self, ids: list[str] | None = None, where: dict | None = None) -> list[Passage]:
         """Passages by id (in the order asked) or by a metadata filter."""
         got = self.collection.get(ids=ids, where=where, include=["documents", "metadatas"])
-        found = {i: from_record(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        found = {i: from_record(i, d, m) for i, d, m in _complete(got["ids"], got["documents"], got["metadatas"])}
         return [found[i] for i in ids if i in found] if ids is not None else list(found.values())
 
     def all_passages(self, page: int = 5000) -> list[Passage]:
@@ -129,7 +134,7 @@ class PassageStore:
         offset = 0
         while True:
             got = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
-            out.extend(from_record(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+            out.extend(from_record(i, d, m) for i, d, m in _complete(got["ids"], got["documents"], got["metadatas"]))
             if len(got["ids"]) < page:
                 return out
             offset += page
@@ -147,6 +152,7 @@ class PassageStore:
         return [
             (from_record(i, d, m), 1.0 - float(dist))
             for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+            if d is not None and m
         ]
 
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
