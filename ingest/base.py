@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ingest.normalise import RawPage
 
@@ -21,3 +23,8 @@ class Extracted:
     authors: list[str] = field(default_factory=list)
     year: int | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def display_name(path: Path | str) -> str:
+    """A file name safe to print and store: bytes of a name that are not UTF-8 shown as '�'."""
+    return os.fsencode(str(path)).decode("utf-8", "replace")

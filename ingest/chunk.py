@@ -111,10 +111,8 @@ def chunk_id(doc_id: str, text: str, seen: dict[str, int]) -> str:
     return f"{doc_id}:{digest}" + (f"-{n}" if n else "")
 
 
-# Bumped when the chunking rules change, so that the next ingestion splits old documents anew.
-# 2: short sections run on past their heading; a heading ends a sentence.
-# 3: each item of a list is a sentence of its own (search and answers match and quote items singly).
-CHUNKER_VERSION = 3
+# Bumped when the reading or chunking rules change, so that the next ingestion reads old documents anew.
+CHUNKER_VERSION = 4
 # A section shorter than this many word pieces (a figure label, a heading over a pull quote)
 # does not make a passage of its own: it runs on into what follows, its heading included.
 MIN_PASSAGE_TOKENS = 40

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ingest.base import display_name
 from kb.records import DocumentMeta
 
 SOURCES_FILE = "sources.yaml"
@@ -85,20 +86,20 @@ def build_meta(file: Path, entry: dict | None, *, title: str = "", authors: list
     if entry:
         return DocumentMeta(
             doc_id=str(entry.get("id") or slugify(file.stem)),
-            title=str(entry.get("title") or title or file.stem),
+            title=str(entry.get("title") or title or display_name(file.stem)),
             authors=[str(a) for a in entry.get("authors") or []],
             year=entry.get("year"),
             type=str(entry.get("type") or TYPES_BY_SUFFIX.get(file.suffix.lower(), "document")),
             publisher=str(entry.get("publisher") or ""),
             url=str(entry.get("url") or ""),
-            path=str(file),
+            path=display_name(file),
             page_marker=str(entry.get("page_marker") or "none"),
         )
     return DocumentMeta(
         doc_id=slugify(file.stem),
-        title=title or file.stem.replace("_", " ").replace("-", " ").strip() or file.name,
+        title=title or display_name(file.stem).replace("_", " ").replace("-", " ").strip() or display_name(file.name),
         authors=authors or [],
         year=year,
         type=TYPES_BY_SUFFIX.get(file.suffix.lower(), "document"),
-        path=str(file),
+        path=display_name(file),
     )

@@ -115,7 +115,8 @@ class Words:
         return i < len(self._sorted) and self._sorted[i].startswith(prefix) and len(self._sorted[i]) > len(prefix)
 
 
-def _words(pages: list[RawPage], known: frozenset[str]) -> Words:
+def words_of(pages: list[RawPage], known: frozenset[str] = frozenset()) -> Words:
+    """The words of a document that decide how its broken words are rejoined."""
     out = Words(known=known)
     broken = False
     for raw in pages:
@@ -129,27 +130,32 @@ def _words(pages: list[RawPage], known: frozenset[str]) -> Words:
     return out
 
 
-def _join(left: str, right: str, words: Words) -> str:
-    """What goes between two wrapped lines: a space, nothing (hyphen kept) or a dropped hyphen.
+def rejoin(stem: str, head: str, words: Words) -> bool:
+    """Whether ``stem-`` at a line end and ``head`` on the next line are one word broken by the wrap.
 
     A compound the document writes with a hyphen elsewhere keeps it; a word the document (in any
     inflection) or the vocabulary knows whole is rejoined; otherwise the hyphen stays when the first
     half is a word and the second is one too or the first is long enough to stand alone ("short-termist").
+    """
+    a, b = stem.lower(), head.lower()
+    if f"{a}-{b}" in words.compounds:
+        return False
+    if a + b in words.whole or (len(b) > 5 and words.written_whole(a + b[:5])):
+        return True
+    if a + b in words.known and not (words.word(a) and words.word(b) and len(a) >= 3 and len(b) >= 3):
+        return True
+    return bool(words.known) and not (words.word(a) and (words.word(b) or len(a) >= 4))
+
+
+def _join(left: str, right: str, words: Words) -> str:
+    """What goes between two wrapped lines: a space, nothing (hyphen kept) or a dropped hyphen.
+
     Returns the text to append after ``left``; a leading ``\b`` means "drop left's last char".
     """
     if left.endswith("-") and right[:1].islower():
         stem = re.search(r"([^\W\d_]+)-$", left)
         head = re.match(r"[^\W\d_]+", right)
-        if not stem or not head:
-            return ""
-        a, b = stem.group(1).lower(), head.group(0).lower()
-        if f"{a}-{b}" in words.compounds:
-            return ""
-        if a + b in words.whole or a + b in words.known or words.written_whole(a + b[:3]):
-            return "\b"
-        if not words.known or (words.word(a) and (words.word(b) or len(a) >= 4)):
-            return ""
-        return "\b"
+        return "\b" if stem and head and rejoin(stem.group(1), head.group(0), words) else ""
     return " "
 
 
@@ -223,7 +229,7 @@ def normalise(pages: list[RawPage], *, marked_headings: bool = False,
     conversion); otherwise headings are recognised by their shape. ``known_words`` (lower case)
     help rejoin words broken at line ends.
     """
-    words = _words(pages, known_words)
+    words = words_of(pages, known_words)
     widths = {raw.page: _typical_width([clean_line(s) for s in raw.text.splitlines()]) for raw in pages}
     groups = _group(_lines(pages, marked_headings), widths)
 

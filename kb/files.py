@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,18 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1))
+    write_atomic(path, to_json_text(obj, indent=1))
+
+
+def to_json_text(obj, indent: int | None = None) -> str:
+    """JSON as UTF-8 text; a file name that is not UTF-8 (held in lone surrogates) is kept as \\u escapes,
+    so that it reads back as the same name."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def read_json(path: Path, default=None):

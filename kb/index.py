@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ingest.base import IngestError
+from ingest.base import IngestError, display_name
 from ingest.chunk import CHUNKER_VERSION, chunk, heading_breaks, quotable_sentences
 from ingest.metadata import SOURCES_FILE, sources_for
 from ingest.read import discover, read_document, sha256_file
@@ -95,7 +95,11 @@ class Indexer:
             try:
                 result = self._ingest_file(path, str(path), report, passages_bar)
             except IngestError as exc:
-                result = FileResult(str(path), "failed", reason=str(exc))
+                result = FileResult(display_name(path), "failed", reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one file never stops the batch; the stores stay consistent
+                result = FileResult(display_name(path), "failed",
+                                    reason=f"could not be read ({type(exc).__name__}: {exc}); the other files "
+                                           "went on. Please report this file.")
             report.results.append(result)
             changed |= result.status == "ingested"
             bar.update(1)
@@ -124,12 +128,14 @@ class Indexer:
         if (known and known.sha256 == digest and known.vocabulary == self.vocabulary_hash
                 and known.sentences is not None and known.chunker == CHUNKER_VERSION
                 and self.documents.get(known.doc_id) is not None):
-            return FileResult(key, "unchanged", known.doc_id, len(known.chunk_ids))
+            return FileResult(display_name(key), "unchanged", known.doc_id, len(known.chunk_ids))
+        doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words)
+        if sha256_file(path) != digest:
+            raise IngestError("the file changed while it was being read: ingest it again once it is saved")
         twin = manifest.by_hash(digest)
         if twin and twin.path != key and Path(twin.path).exists():
-            return FileResult(key, "duplicate", twin.doc_id, reason=f"same content as {twin.path} (already ingested as '{twin.doc_id}')")
-
-        doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words)
+            return FileResult(display_name(key), "duplicate", twin.doc_id,
+                              reason=f"same content as {display_name(twin.path)} (already ingested as '{twin.doc_id}')")
         report.warnings.extend(warnings)
         if not known:
             doc.meta.doc_id = self._unique_doc_id(doc.meta.doc_id, key)
@@ -146,7 +152,7 @@ class Indexer:
         manifest.entries[key] = ManifestEntry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages],
                                               self.vocabulary_hash, len(sentences), CHUNKER_VERSION)
         manifest.save()
-        return FileResult(key, "ingested", doc.meta.doc_id, len(passages))
+        return FileResult(display_name(key), "ingested", doc.meta.doc_id, len(passages))
 
     def _unique_doc_id(self, doc_id: str, key: str) -> str:
         """The id from the name, unless another file already has it."""

@@ -1,0 +1,123 @@
+"""Files nobody on the project made (tests/realworld, sources in its SOURCES.md), and the bad input users
+bring: text as a reader sees it, the right page, the content deciding the format, and a batch that goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.pdf import load_pdf
+from ingest.read import read_document
+from kb.embed import model_words
+from kb.evals.reading import page_of
+from kb.records import Filters
+from kb.ui.cli import main
+from tests.conftest import make_settings, write_pdf
+
+REAL = Path(__file__).parent / "realworld"
+
+
+@pytest.fixture(scope="module")
+def words() -> frozenset[str]:
+    return model_words(make_settings(Path("/nonexistent")).model_path)
+
+
+def test_running_headers_and_page_numbers_are_left_out(words):
+    report, _ = read_document(REAL / "GeoBase_NHNC1_Data_Model_UML_EN.pdf", known_words=words)
+    raw = "\n".join(p.text for p in load_pdf(REAL / "GeoBase_NHNC1_Data_Model_UML_EN.pdf").pages)
+    assert raw.count("National Hydro Network, Data Model – Edition 1.0 2004-06") == 17
+    assert "Data Model – Edition 1.0 2004-06" not in report.text
+    assert "GeoBase® 8" not in report.text and "GeoBase® iv" not in report.text
+    book, _ = read_document(REAL / "Seige_of_Vicksburg_Sample_OCR.pdf", known_words=words)
+    assert "VICKSBUEG" not in book.text and "SIEGE" not in book.text  # OCR slips in the header too
+    lorem, _ = read_document(REAL / "pdflatex-4-pages.pdf", known_words=words)
+    for span in lorem.pages:  # the page number at each foot is gone, so no sentence ends "... no 1"
+        assert not lorem.text[span.start:span.end].rstrip().endswith(str(span.page))
+
+
+def test_ligatures_are_folded_and_broken_words_rejoined(words):
+    crazy, _ = read_document(REAL / "crazyones.pdf", known_words=words)
+    assert "misfits" in crazy.text and "differently" in crazy.text
+    assert not any("\ufb00" <= c <= "\ufb06" for c in crazy.text)
+    book, _ = read_document(REAL / "Seige_of_Vicksburg_Sample_OCR.pdf", known_words=words)
+    for word in ("dangerous", "visitors"):
+        assert word in book.text
+    assert "dan-gerous" not in book.text and "to-day" in book.text  # the 1880s spelling keeps its hyphen
+    notes, _ = read_document(REAL / "GeoTopo-komprimiert.pdf", known_words=words)
+    assert "Hausdorffraum" in notes.text and "unterschiedlichem" in notes.text
+
+
+def test_a_ligature_word_is_found_and_every_citation_names_the_page_its_quote_opens_on(new_kb):
+    kb = new_kb()
+    files = [REAL / n for n in ("crazyones.pdf", "Seige_of_Vicksburg_Sample_OCR.pdf", "GeoBase_NHNC1_Data_Model_UML_EN.pdf")]
+    assert kb.ingest(files, progress=False).ok
+    assert "misfits" in kb.search("misfits", mode="bm25").hits[0].passage.text  # found by the word itself
+    answer = kb.ask("Who sees things differently?")
+    assert answer.answered and any("differently" in c.quote for c in answer.citations)
+    pages = {kb.manifest.entries[str(f.resolve())].doc_id: load_pdf(f).pages for f in files}
+    questions = {"seige-of-vicksburg-sample-ocr": "How did the soldiers protect themselves from the sun?",
+                 "geobase-nhnc1-data-model-uml-en": "What is the Linear Reference Method used for?"}
+    checked = 0
+    for doc_id, question in questions.items():
+        got = kb.ask(question, filters=Filters(doc=doc_id))
+        hits = kb.search(question, filters=Filters(doc=doc_id)).hits
+        assert got.citations and hits
+        for text, page in [(c.quote, c.page) for c in got.citations] + [(h.passage.text, h.passage.page) for h in hits]:
+            assert page in page_of(text, pages[doc_id]), (doc_id, page, text[:80])
+            checked += 1
+    assert checked >= 8
+
+
+def test_the_content_decides_the_format(new_kb, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(REAL / "crazyones.pdf", folder / "crazy-notes.txt")  # a PDF named .txt
+    (folder / "page.pdf").write_text("<!DOCTYPE html><html><head><title>Saved page</title></head><body>"
+                                     "<p>Partners in Wigan pooled their budgets for early help.</p></body></html>",
+                                     encoding="utf-8")  # a saved web page named .pdf
+    report = new_kb().ingest([folder], progress=False)
+    assert report.ok, report.to_json()
+    assert any("crazy-notes.txt: named .txt but it is a PDF" in w for w in report.warnings)
+    assert any("page.pdf: named .pdf but it is an HTML page" in w for w in report.warnings)
+    kb = new_kb()
+    texts = [kb.document(r.doc_id).text for r in report.having("ingested")]
+    assert any("misfits" in t for t in texts) and not any("%PDF" in t or "obj" in t.split() for t in texts)
+    assert any("Wigan pooled their budgets" in t and "<p>" not in t for t in texts)
+
+
+def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    good = "# Story\n\nPartners in Plymouth pooled their budgets and built trust across the system.\n"
+    (folder / "good.md").write_text(good, encoding="utf-8")
+    bad_name = os.fsdecode(b"caf\xe9 notes.md")  # a name that is not UTF-8, as old archives have
+    (folder / bad_name).write_text(good.replace("Plymouth", "Leeds"), encoding="utf-8")
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "folder.pdf").mkdir()
+    (folder / "loop.txt").symlink_to(folder / "loop.txt")
+    shutil.copy(REAL / "libreoffice-writer-password.pdf", folder / "locked.pdf")
+    (folder / "garbage.pdf").write_bytes(b"\x00\x01\x02 not a pdf at all " * 50)
+    write_pdf(folder / "two-pages.pdf", ["Integrated care in Torbay joined health and social care.",
+                                         "Trust grew through shared budgets and shared risks."])
+    home = tmp_path / "kb"
+    code = main(["--home", str(home), "ingest", str(folder), str(folder / "loop.txt"), "--json", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out.err + out.out
+    got = json.loads(out.out)
+    failed = {Path(f["path"]).name: f["reason"] for f in got["failed"]}
+    assert failed["empty.pdf"].startswith("empty file")
+    assert "needs a password" in failed["locked.pdf"]
+    assert "not a readable PDF" in failed["garbage.pdf"]
+    assert "symbolic link" in failed["loop.txt"]
+    ingested = {Path(r["path"]).name for r in got["ingested"]}
+    assert {"good.md", "two-pages.pdf", "caf\ufffd notes.md"} <= ingested
+    code = main(["--home", str(home), "ask", "Which city pooled budgets, Leeds?", "--json"])
+    assert code == 0 and "Leeds" in capsys.readouterr().out
+    # A re-run finishes nothing twice: the good files are unchanged, the bad ones named again.
+    assert main(["--home", str(home), "ingest", str(folder), "--json", "--quiet"]) == 1
+    again = json.loads(capsys.readouterr().out)
+    assert len(again["unchanged"]) == 3 and not again["ingested"]
