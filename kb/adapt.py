@@ -192,7 +192,10 @@ def fit(base_model: str, pairs: Sequence[Pair], out_dir: Path, *, epochs: int = 
     Returns the steps taken and the seconds it took."""
     import torch  # seconds to import: only when training
     from sentence_transformers import SentenceTransformer  # the same
-    from sentence_transformers.losses import DenoisingAutoEncoderLoss
+    try:
+        from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
+    except ImportError:  # sentence-transformers before 5
+        from sentence_transformers.losses import DenoisingAutoEncoderLoss
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -201,7 +204,7 @@ def fit(base_model: str, pairs: Sequence[Pair], out_dir: Path, *, epochs: int = 
     # Recomputes activations in the backward pass: half the memory, a few per cent slower, the same weights.
     encoder = getattr(model[0], "auto_model", None)
     if getattr(encoder, "supports_gradient_checkpointing", False):
-        encoder.gradient_checkpointing_enable()
+        (getattr(encoder, "activation_checkpointing_enable", None) or encoder.gradient_checkpointing_enable)()
     plan = [b for _ in range(epochs) for b in batches(pairs, batch_size, rng)]
     # The decoder shares the encoder's weights; only its cross-attention and head are new.
     denoise = (DenoisingAutoEncoderLoss(model, decoder_name_or_path=base_model, tie_encoder_decoder=True)

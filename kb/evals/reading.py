@@ -212,6 +212,13 @@ def markdown(r: Reading) -> str:
                          ("Wrong pages", r.pages_wrong)):
         if items:
             lines += [f"## {title}", ""] + [f"- {i}" for i in items] + [""]
+    lines += ["## How the broken words were labelled", "",
+              "A helper session that saw neither the code nor its output was given each place where a line of a "
+              "PDF (or of the shipped extractions) ends with a hyphen and the next begins in lower case, and asked "
+              "what the author wrote: `join` when the hyphen only comes from the line wrap (\"dan-\" + \"gerous\"), "
+              "`keep` when it belongs to the word (\"decision-making\", \"to-day\" in an 1880s book), judged by the "
+              "language and era of the document. The compounds \"asked as if broken\" are every hyphenated word a "
+              "document writes once, mid-line, and never unhyphenated.", ""]
     if r.failed:
         lines += ["## Files refused (as a user sees them)", ""] + [f"- `{n}`: {why}" for n, why in sorted(r.failed.items())] + [""]
     return "\n".join(lines)
