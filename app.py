@@ -421,7 +421,7 @@ def page_library() -> None:
     st.caption(f"{len(docs)} documents, {sum(d.passages for d in docs)} passages, in {kb.settings.home}")
 
     st.subheader("Add a document")
-    st.caption(f"PDF, text, Markdown or HTML, up to {kb.settings.max_file_mb} MB. It is saved under "
+    st.caption(f"PDF, Word (.docx), text, Markdown or HTML, up to {kb.settings.max_file_mb} MB. It is saved under "
                f"{kb.settings.uploads_dir} and ingested like the shipped documents: searchable at once.")
     up = st.file_uploader("Upload", type=list(uploads.UPLOAD_TYPES), key="upload",
                           max_upload_size=kb.settings.max_file_mb)

@@ -23,6 +23,7 @@ class Extracted:
     authors: list[str] = field(default_factory=list)
     year: int | None = None
     warnings: list[str] = field(default_factory=list)
+    reader: str = ""  # the library that produced the text
 
 
 def display_name(path: Path | str) -> str:

@@ -14,7 +14,7 @@ from ingest.base import display_name
 from kb.records import DocumentMeta
 
 SOURCES_FILE = "sources.yaml"
-TYPES_BY_SUFFIX = {".pdf": "pdf", ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "web-page", ".htm": "web-page"}
+TYPES_BY_SUFFIX = {".pdf": "pdf", ".docx": "word", ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "web-page", ".htm": "web-page"}
 
 
 def slugify(name: str) -> str:

@@ -178,7 +178,8 @@ def _is_heading(text: str, width: int) -> bool:
     words = text.split()
     letters = sum(c.isalpha() for c in text)
     return (
-        letters >= 0.5 * len(text.replace(" ", ""))  # not an OCR'd smudge or a row of figures
+        " | " not in text  # a table row
+        and letters >= 0.5 * len(text.replace(" ", ""))  # not an OCR'd smudge or a row of figures
         and any(len(w) >= 3 and _VOWEL.search(w) for w in _WORD.findall(text))
         and (len(words) >= 2 or len(text) >= 8)
         and len(words) <= 12

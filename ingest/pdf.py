@@ -1,4 +1,5 @@
-"""PDF files with pypdf: text per real page, document info, clear errors for what cannot be read."""
+"""PDF files with pypdf, and pdfminer.six for those pypdf cannot parse: text per real page, document
+info, clear errors for what cannot be read."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
 
     if path.stat().st_size == 0:
         raise IngestError("empty file: no text to ingest")
+    reader_name = "pypdf"
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
@@ -43,18 +45,34 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
     except FileNotDecryptedError as exc:
         raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
-        raise IngestError(f"not a readable PDF (corrupt or truncated): {exc}") from exc
+        pages, info = _second_reader(path, exc), {}
+        reader_name = SECOND_READER
     if not pages:
         raise IngestError("PDF has no pages")
     if not any(p.text.strip() for p in pages):
         raise IngestError(
             f"no text layer on any of its {len(pages)} page(s): probably a scanned PDF; run OCR on it first"
         )
-    warnings = []
+    warnings = [f"{path.name}: read with {SECOND_READER}, as pypdf could not parse it"] if reader_name != "pypdf" else []
     empty = [p.page for p in pages if not p.text.strip()]
     if empty:
         warnings.append(f"{path.name}: no text on page(s) {', '.join(map(str, empty))} (images only?)")
     title = str(info.get("/Title", "") or "").strip()
     author = str(info.get("/Author", "") or "").strip()
     authors = [a.strip() for a in re.split(r";|,| and ", author) if a.strip()] if author else []
-    return Extracted(pages=pages, title=title, authors=authors, year=_year(info), warnings=warnings)
+    return Extracted(pages=pages, title=title, authors=authors, year=_year(info), warnings=warnings, reader=reader_name)
+
+
+SECOND_READER = "pdfminer.six"
+
+
+def _second_reader(path: Path, first: Exception) -> list[RawPage]:
+    """The pages as pdfminer.six reads them; IngestError naming pypdf's reason when it cannot either."""
+    from pdfminer.high_level import extract_pages  # only for the rare PDF pypdf cannot parse
+    from pdfminer.layout import LTTextContainer
+
+    try:
+        return [RawPage(n, "".join(el.get_text() for el in layout if isinstance(el, LTTextContainer)))
+                for n, layout in enumerate(extract_pages(path), 1)]
+    except Exception as exc:  # noqa: BLE001 - however the second reader fails, the file is unreadable
+        raise IngestError(f"not a readable PDF (corrupt or truncated): {first}") from exc

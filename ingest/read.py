@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.base import Extracted, IngestError, display_name
+from ingest.docx import load_docx
 from ingest.furniture import strip_furniture
 from ingest.html import load_html
 from ingest.metadata import SOURCES_FILE, build_meta, entry_for
@@ -18,10 +19,10 @@ from kb.records import Document, FileResult
 
 # Loaders by the kind of file its content shows (ingest.sniff).
 LOADERS: dict[str, Callable[[Path, str], Extracted]] = {
-    "pdf": load_pdf, "text": load_text, "markdown": load_markdown, "html": load_html,
+    "pdf": load_pdf, "docx": load_docx, "text": load_text, "markdown": load_markdown, "html": load_html,
 }
 # What a folder is searched for; a file named on its own is read whatever its name.
-SUFFIXES = {".pdf", ".txt", ".text", ".md", ".markdown", ".html", ".htm"}
+SUFFIXES = {".pdf", ".docx", ".txt", ".text", ".md", ".markdown", ".html", ".htm"}
 
 
 def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
@@ -39,7 +40,7 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
             if root.suffix.lower() in SUFFIXES:
                 found[root.resolve()] = None
             elif root.name != SOURCES_FILE:
-                problems.append(FileResult(display_name(root), "failed", reason=f"unsupported file type '{root.suffix or '(none)'}': use PDF, text, Markdown or HTML"))
+                problems.append(FileResult(display_name(root), "failed", reason=f"unsupported file type '{root.suffix or '(none)'}': use PDF, Word (.docx), text, Markdown or HTML"))
         elif root.is_symlink():
             problems.append(FileResult(display_name(root), "failed",
                                        reason="a symbolic link that leads nowhere (or round in a loop): point it at a file"))
@@ -73,6 +74,7 @@ def extract(path: Path) -> Extracted:
         raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
     if note := mismatch(path, kind):
         extracted.warnings.insert(0, note)
+    extracted.reader = extracted.reader or kind
     return extracted
 
 
@@ -82,6 +84,7 @@ def read_document(path: Path, doc_id: str | None = None,
     with the reason it cannot. ``known_words`` help rejoin words broken at line ends."""
     extracted = extract(path)
     meta = build_meta(path, entry_for(path), title=extracted.title, authors=extracted.authors, year=extracted.year)
+    meta.reader = extracted.reader
     if doc_id:
         meta.doc_id = doc_id
     pages, _ = strip_furniture(extracted.pages)

@@ -21,6 +21,7 @@ class DocumentMeta:
     url: str = ""
     path: str = ""
     page_marker: str = "none"
+    reader: str = ""  # what produced its text: pypdf, pdfminer.six, python-docx, text, markdown, html
 
 
 @dataclass

@@ -13,7 +13,7 @@ from kb.knowledge import KnowledgeBase
 from kb.stores.lock import LockedError
 from kb.ui.views import report_lines
 
-UPLOAD_TYPES = ("pdf", "txt", "md", "markdown", "html", "htm")
+UPLOAD_TYPES = ("pdf", "docx", "txt", "md", "markdown", "html", "htm")
 MAX_NAME_CHARS = 100
 
 
@@ -49,7 +49,7 @@ def save_upload(name: str, data: bytes, uploads_dir: Path, max_mb: int | float,
     clean = safe_filename(name)
     suffix = Path(clean).suffix.lower().lstrip(".")
     if suffix not in set(types):
-        raise UploadError(f"{clean}: unsupported file type '.{suffix or '(none)'}': use PDF, text, Markdown or HTML")
+        raise UploadError(f"{clean}: unsupported file type '.{suffix or '(none)'}': use PDF, Word (.docx), text, Markdown or HTML")
     if len(data) > max_mb * 1024 * 1024:
         raise UploadError(f"{clean}: {len(data) / 1048576:.1f} MB is over the {max_mb} MB upload limit")
     root = Path(uploads_dir).resolve()
