@@ -92,6 +92,7 @@ def build_meta(file: Path, entry: dict | None, *, title: str = "", authors: list
             type=str(entry.get("type") or TYPES_BY_SUFFIX.get(file.suffix.lower(), "document")),
             publisher=str(entry.get("publisher") or ""),
             url=str(entry.get("url") or ""),
+            doi=str(entry.get("doi") or ""),
             path=display_name(file),
             page_marker=str(entry.get("page_marker") or "none"),
         )

@@ -13,7 +13,8 @@ from ingest.html import load_html
 from ingest.metadata import SOURCES_FILE, build_meta, entry_for
 from ingest.normalise import normalise
 from ingest.pdf import load_pdf
-from ingest.sniff import NAMES, mismatch, sniff
+from ingest.library import read_library
+from ingest.sniff import BY_SUFFIX, NAMES, mismatch, sniff
 from ingest.text import load_markdown, load_text
 from kb.records import Document, FileResult
 
@@ -23,30 +24,63 @@ LOADERS: dict[str, Callable[[Path, str], Extracted]] = {
 }
 # What a folder is searched for; a file named on its own is read whatever its name.
 SUFFIXES = {".pdf", ".docx", ".txt", ".text", ".md", ".markdown", ".html", ".htm"}
+# Reference libraries: their entries' attachments are ingested with the entries' facts.
+LIBRARIES = {".bib", ".json"}
 
 
-def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
-    """Supported files under ``paths`` (sorted, de-duplicated), and the paths that are unusable."""
+def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult], dict[Path, dict]]:
+    """Supported files under ``paths`` (sorted, de-duplicated), the paths that are unusable, and the
+    facts reference libraries (``.bib``; ``.json`` when named) give about the attachments they list."""
     found: dict[Path, None] = {}
     problems: list[FileResult] = []
+    facts: dict[Path, dict] = {}
     for root in paths:
         if root.is_dir():
             for p in sorted(root.rglob("*")):
-                if p.is_file() and p.suffix.lower() in SUFFIXES and not any(
+                if p.is_file() and p.suffix.lower() in SUFFIXES | {".bib"} and not any(
                     part.startswith(".") for part in p.relative_to(root).parts
                 ):
-                    found[p.resolve()] = None
+                    _add(p, found, problems, facts)
         elif root.is_file():
-            if root.suffix.lower() in SUFFIXES:
-                found[root.resolve()] = None
+            if root.suffix.lower() in SUFFIXES | LIBRARIES:
+                _add(root, found, problems, facts)
             elif root.name != SOURCES_FILE:
-                problems.append(FileResult(display_name(root), "failed", reason=f"unsupported file type '{root.suffix or '(none)'}': use PDF, Word (.docx), text, Markdown or HTML"))
+                problems.append(FileResult(display_name(root), "failed", reason=f"unsupported file type '{root.suffix or '(none)'}': use PDF, Word (.docx), text, Markdown, HTML, BibTeX or CSL-JSON"))
         elif root.is_symlink():
             problems.append(FileResult(display_name(root), "failed",
                                        reason="a symbolic link that leads nowhere (or round in a loop): point it at a file"))
         else:
             problems.append(FileResult(display_name(root), "failed", reason="no such file or folder"))
-    return list(found), problems
+    return list(found), problems, facts
+
+
+def _add(path: Path, found: dict[Path, None], problems: list[FileResult], facts: dict[Path, dict]) -> None:
+    """A document, or the attachments of a library with the library's facts about each."""
+    if path.suffix.lower() not in LIBRARIES:
+        found[path.resolve()] = None
+        return
+    name = display_name(path)
+    try:
+        library = read_library(path, BY_SUFFIX[path.suffix.lower()])
+    except IngestError as exc:
+        problems.append(FileResult(name, "failed", reason=str(exc)))
+        return
+    except OSError as exc:
+        problems.append(FileResult(name, "failed", reason=f"cannot read the file: {exc.strerror or exc}"))
+        return
+    except Exception as exc:  # noqa: BLE001 - one library never stops the batch
+        problems.append(FileResult(name, "failed", reason=f"could not be read ({type(exc).__name__}: {exc})"))
+        return
+    problems.extend(FileResult(f"{name} {where}", "failed", reason=why) for where, why in library.problems)
+    for entry in library.entries:
+        label = f"{name} {entry.where} ({entry.key})"
+        problems.extend(FileResult(label, "failed", reason=f"attachment '{raw}' not found: correct its path in the "
+                                   "library, or put the file there") for raw in entry.missing)
+        if not entry.attachments and not entry.missing:
+            problems.append(FileResult(label, "listed", reason="no attachment: listed in the library, no text to ingest"))
+        for n, attachment in enumerate(entry.attachments):
+            found[attachment] = None
+            facts[attachment] = {**entry.facts, "id": entry.facts["id"] + (f"-{n + 1}" if n else "")}
 
 
 def sha256_file(path: Path) -> str:
@@ -78,12 +112,14 @@ def extract(path: Path) -> Extracted:
     return extracted
 
 
-def read_document(path: Path, doc_id: str | None = None,
-                  known_words: frozenset[str] = frozenset()) -> tuple[Document, list[str]]:
+def read_document(path: Path, doc_id: str | None = None, known_words: frozenset[str] = frozenset(),
+                  facts: dict | None = None) -> tuple[Document, list[str]]:
     """Load, describe and normalise one file (running headers and footers left out). Raises IngestError
-    with the reason it cannot. ``known_words`` help rejoin words broken at line ends."""
+    with the reason it cannot. ``known_words`` help rejoin words broken at line ends; ``facts`` (from a
+    reference library) describe the document instead of a sources.yaml entry."""
     extracted = extract(path)
-    meta = build_meta(path, entry_for(path), title=extracted.title, authors=extracted.authors, year=extracted.year)
+    meta = build_meta(path, facts or entry_for(path), title=extracted.title, authors=extracted.authors,
+                      year=extracted.year)
     meta.reader = extracted.reader
     if doc_id:
         meta.doc_id = doc_id

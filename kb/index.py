@@ -81,7 +81,7 @@ class Indexer:
 
     def _run(self, paths: list[Path], *, prune: bool, progress: bool, on_progress: Progress | None) -> IngestReport:
         report = IngestReport()
-        files, problems = discover(paths)
+        files, problems, facts = discover(paths)
         report.results.extend(problems)
         for folder in {f.parent for f in files}:
             report.warnings.extend(sources_for(folder / SOURCES_FILE).problems)
@@ -93,7 +93,7 @@ class Indexer:
             if on_progress:
                 on_progress(path.name, n, len(files))
             try:
-                result = self._ingest_file(path, str(path), report, passages_bar)
+                result = self._ingest_file(path, str(path), report, passages_bar, facts.get(path))
             except IngestError as exc:
                 result = FileResult(display_name(path), "failed", reason=str(exc))
             except Exception as exc:  # noqa: BLE001 - one file never stops the batch; the stores stay consistent
@@ -114,7 +114,8 @@ class Indexer:
             self.rebuild_keyword()
         return report
 
-    def _ingest_file(self, path: Path, key: str, report: IngestReport, passages_bar) -> FileResult:
+    def _ingest_file(self, path: Path, key: str, report: IngestReport, passages_bar,
+                     facts: dict | None = None) -> FileResult:
         manifest, settings = self.manifest, self.settings
         try:
             size_mb = path.stat().st_size / 1e6
@@ -129,7 +130,7 @@ class Indexer:
                 and known.sentences is not None and known.chunker == CHUNKER_VERSION
                 and self.documents.get(known.doc_id) is not None):
             return FileResult(display_name(key), "unchanged", known.doc_id, len(known.chunk_ids))
-        doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words)
+        doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words, facts)
         if sha256_file(path) != digest:
             raise IngestError("the file changed while it was being read: ingest it again once it is saved")
         twin = manifest.by_hash(digest)

@@ -178,7 +178,7 @@ class KnowledgeBase:
         return DocumentInfo(doc_id=m.doc_id, title=m.title, authors=m.authors, year=m.year, type=m.type,
                             publisher=m.publisher, url=m.url, path=m.path, sha256=doc.sha256,
                             characters=len(doc.text), passages=len(entry.chunk_ids) if entry else 0,
-                            pages=list(doc.pages))
+                            pages=list(doc.pages), doi=m.doi, reader=m.reader)
 
     def labels(self) -> dict[str, str]:
         """Concept, place and dimension ids to their preferred labels."""

@@ -19,6 +19,7 @@ class DocumentMeta:
     type: str = "document"
     publisher: str = ""
     url: str = ""
+    doi: str = ""
     path: str = ""
     page_marker: str = "none"
     reader: str = ""  # what produced its text: pypdf, pdfminer.six, python-docx, text, markdown, html
@@ -171,6 +172,8 @@ class DocumentInfo:
     characters: int
     passages: int
     pages: list[PageSpan]
+    doi: str = ""
+    reader: str = ""  # the library that produced its text
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -375,7 +378,7 @@ class Answer:
 @dataclass
 class FileResult:
     path: str
-    status: str  # "ingested" | "unchanged" | "failed" | "duplicate"
+    status: str  # "ingested" | "unchanged" | "failed" | "duplicate" | "listed" (a library entry without a file)
     doc_id: str = ""
     passages: int = 0
     reason: str = ""
@@ -404,6 +407,7 @@ class IngestReport:
             "unchanged": [r.path for r in self.having("unchanged")],
             "duplicates": [r.__dict__ for r in self.having("duplicate")],
             "failed": [{"path": r.path, "reason": r.reason} for r in self.failed],
+            "listed": [{"path": r.path, "reason": r.reason} for r in self.having("listed")],
             "warnings": self.warnings,
             "pruned": self.pruned,
         }

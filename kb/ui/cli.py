@@ -181,6 +181,8 @@ def cmd_ingest(kb: KnowledgeBase, args) -> int:
             print(f"unchanged {len(unchanged)} file(s)")
         for r in report.having("duplicate"):
             print(f"skipped   {r.path}: {r.reason}")
+        for r in report.having("listed"):
+            print(f"listed    {r.path}: {r.reason}")
         for path in report.pruned:
             print(f"pruned    {path}")
         for w in report.warnings:

@@ -157,6 +157,8 @@ def report_lines(report: IngestReport) -> tuple[list[str], list[str]]:
         info.append(f"unchanged {len(unchanged)} file(s)")
     for r in report.having("duplicate"):
         info.append(f"skipped   {r.path}: {r.reason}")
+    for r in report.having("listed"):
+        info.append(f"listed    {r.path}: {r.reason}")
     for w in report.warnings:
         info.append(f"warning   {w}")
     for r in report.failed:
