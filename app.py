@@ -20,7 +20,7 @@ from kb.knowledge import KnowledgeBase, shared
 from kb.records import Filters
 from kb.search.retrieval import FilterError
 from kb.stores.lock import LockedError
-from kb.ui import uploads, views
+from kb.ui import references, uploads, views
 
 st.set_page_config(page_title="Systems leadership evidence", page_icon=":material/explore:", layout="wide")
 
@@ -208,9 +208,16 @@ def page_ask() -> None:
                 st.caption("Copy reference")
                 refs = dict.fromkeys(views.citation_reference(c, publisher) for c in src.citations)
                 st.code("\n".join(refs), language=None, wrap_lines=True)
+    cited_docs = [d.meta for i in dict.fromkeys(c.doc_id for c in ans.citations) if (d := kb.document(i))]
     if ans.citations or ans.passages:
-        md = views.answer_markdown(ans, publishers, active)
+        md = views.answer_markdown(ans, publishers, active, works_cited=references.styled(cited_docs))
         st.download_button("Download answer with references", md, file_name="answer.md", mime="text/markdown")
+    if cited_docs:
+        bib, ris = st.columns(2)
+        bib.download_button("Cited documents as BibTeX", references.bibtex(cited_docs), file_name="cited.bib",
+                            mime="application/x-bibtex")
+        ris.download_button("Cited documents as RIS", references.ris(cited_docs), file_name="cited.ris",
+                            mime="application/x-research-info-systems")
     cited = {c.chunk_id for c in ans.citations}
     others = [h for h in ans.passages if h.passage.chunk_id not in cited]
     if others:

@@ -121,3 +121,107 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     assert main(["--home", str(home), "ingest", str(folder), "--json", "--quiet"]) == 1
     again = json.loads(capsys.readouterr().out)
     assert len(again["unchanged"]) == 3 and not again["ingested"]
+
+
+def test_a_word_document_keeps_its_headings_lists_tables_and_notes(new_kb, tmp_path):
+    import docx
+
+    word = docx.Document()
+    word.core_properties.title = "The Wigan Deal: a review"
+    word.core_properties.author = "Ann Writer; Bo Other"
+    word.core_properties.created = __import__("datetime").datetime(2019, 5, 1)
+    word.add_heading("How the deal began", 1)
+    word.add_paragraph("The council and its residents agreed a new deal in 2011, and staff changed how they "
+                       "worked with communities.")
+    word.add_paragraph("Asset-based conversations with residents", style="List Bullet")
+    word.add_paragraph("Permission for staff to innovate", style="List Bullet")
+    table = word.add_table(rows=2, cols=2)
+    for (r, c), text in {(0, 0): "Year", (0, 1): "Saving", (1, 0): "2018", (1, 1): "£160m"}.items():
+        table.cell(r, c).text = text
+    word.add_paragraph("After the table the story goes on: trust grew between partners.")
+    word.save(tmp_path / "deal.docx")
+    kb = new_kb()
+    report = kb.ingest([tmp_path / "deal.docx"], progress=False)
+    assert report.ok, report.to_json()
+    doc = kb.document("deal")
+    assert doc.meta.title == "The Wigan Deal: a review" and doc.meta.authors == ["Ann Writer", "Bo Other"]
+    assert doc.meta.year == 2019 and doc.meta.reader == "python-docx" and doc.pages == []
+    assert "- Asset-based conversations with residents\n- Permission for staff to innovate" in doc.text
+    assert "Year | Saving\n\n2018 | £160m" in doc.text
+    kinds = {doc.text[b.start:b.end]: b.kind for b in doc.blocks}
+    assert kinds["How the deal began"] == "heading" and kinds["2018 | £160m"] == "para"
+    answer = kb.ask("How much did Wigan save by 2018?")
+    assert answer.answered and any("£160m" in c.quote for c in answer.citations)
+    assert all(c.page is None for c in answer.citations)
+
+
+def test_a_password_protected_word_file_is_named_as_such(tmp_path):
+    from ingest.base import IngestError
+    from ingest.sniff import OLE, sniff
+
+    locked = tmp_path / "locked.docx"  # what Word writes for a password: an OLE container, not a ZIP
+    locked.write_bytes(OLE + b"\x00" * 500 + "EncryptedPackage".encode("utf-16-le") + b"\x00" * 500)
+    with pytest.raises(IngestError, match="password-protected Word"):
+        sniff(locked)
+
+
+LIBRARY = """@report{lorem2022,
+  title = {Four Pages of {Lorem}},
+  author = {Doe, Jane and {Blind Text Institute}},
+  year = {2022},
+  institution = {Blind Text Institute},
+  doi = {10.1234/lorem.4},
+  file = {Full Text PDF:files/1/lorem.pdf:application/pdf}
+}
+
+@book{broken,
+  title = {No end
+  author = {X}
+
+@article{nofile2020, title={Only a Reference}, author={Smith, Ann}, year=2020, journal={Public Money}}
+
+@article{gone2021, title={Missing File}, year=2021, file={Full Text:files/9/gone.pdf:application/pdf}}
+"""
+
+
+def test_a_reference_library_describes_its_attachments_and_names_what_is_wrong(tmp_path, capsys):
+    (tmp_path / "files" / "1").mkdir(parents=True)
+    shutil.copy(REAL / "pdflatex-4-pages.pdf", tmp_path / "files" / "1" / "lorem.pdf")
+    (tmp_path / "library.bib").write_text(LIBRARY, encoding="utf-8")
+    home = tmp_path / "kb"
+    assert main(["--home", str(home), "ingest", str(tmp_path / "library.bib"), "--quiet"]) == 1
+    out = capsys.readouterr()
+    assert "ingested" in out.out and "→ lorem2022" in out.out
+    assert "library.bib line 14 (nofile2020): no attachment" in out.out
+    assert "library.bib line 10: malformed entry" in out.err
+    assert "library.bib line 16 (gone2021): attachment 'files/9/gone.pdf' not found" in out.err
+    assert main(["--home", str(home), "doc", "lorem2022", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["title"] == "Four Pages of Lorem" and doc["authors"] == ["Jane Doe", "Blind Text Institute"]
+    assert (doc["year"], doc["type"], doc["doi"]) == (2022, "report", "10.1234/lorem.4")
+    assert main(["--home", str(home), "cite", "lorem2022", "--format", "ris"]) == 0
+    assert capsys.readouterr().out.splitlines()[:4] == ["TY  - RPRT", "ID  - lorem2022", "TI  - Four Pages of Lorem",
+                                                        "AU  - Jane Doe"]
+    assert main(["--home", str(home), "ask", "What does this blind text show?", "--references", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["citations"] and got["references"] == [
+        "Doe, J. and Blind Text Institute (2022) Four Pages of Lorem. Blind Text Institute. "
+        "Available at: https://doi.org/10.1234/lorem.4."]
+    assert main(["--home", str(home), "cite", "--question", "What does this blind text show?", "--format", "bibtex"]) == 0
+    bib = capsys.readouterr().out
+    assert bib.startswith("@techreport{lorem2022,") and "author = {Doe, Jane and {Blind Text Institute}}" in bib
+
+
+def test_a_csl_json_library_is_read_too(tmp_path):
+    from ingest.library import read_library
+
+    (tmp_path / "a.pdf").write_bytes((REAL / "crazyones.pdf").read_bytes())
+    (tmp_path / "lib.json").write_text(json.dumps([
+        {"id": "Crazy-1998", "type": "webpage", "title": "The Crazy Ones", "author": [{"family": "Clow", "given": "Lee"}],
+         "issued": {"date-parts": [[1998, 10]]}, "URL": "https://example.org", "file": "a.pdf"},
+        {"id": "x", "type": "book"}]), encoding="utf-8")
+    library = read_library(tmp_path / "lib.json", "csl-json")
+    (entry,) = library.entries
+    assert entry.facts["authors"] == ["Lee Clow"] and entry.facts["year"] == 1998 and entry.facts["type"] == "web-page"
+    assert entry.attachments == [(tmp_path / "a.pdf").resolve()] and entry.facts["id"] == "crazy-1998"
+    assert library.problems == [("item 2", "no title: fix it and ingest the library again")]

@@ -14,6 +14,7 @@ from kb.config import PROJECT_ROOT, Settings
 from kb.knowledge import KnowledgeBase
 from kb.records import Filters
 from kb.search.retrieval import FilterError
+from kb.ui import references
 from kb.stores.graph import QueryRefused
 from kb.stores.lock import LockedError
 from kb.vocab.ontology import OntologyError
@@ -54,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="an answer with citations")
     p.add_argument("question", nargs="?", default="")
+    p.add_argument("--references", nargs="?", const="harvard", metavar="STYLE",
+                   help="list the cited documents in a citation style (harvard, or a .csl file)")
     _add_filters(p)
+
+    p = sub.add_parser("cite", help="documents as references: in a style, or as BibTeX, RIS or CSL-JSON")
+    p.add_argument("doc_ids", nargs="*", metavar="DOC")
+    p.add_argument("--question", help="the documents the answer to this question cites")
+    p.add_argument("--format", default="harvard", help=f"one of {', '.join(references.FORMATS)}, or a .csl file")
 
     p = sub.add_parser("docs", help="the documents")
     p.add_argument("--json", action="store_true")
@@ -162,10 +170,32 @@ def cmd_ask(kb: KnowledgeBase, args) -> int:
     for q in questions:
         answer = kb.ask(q, k=args.k or kb.settings.k, mode=args.mode or kb.settings.mode,
                         filters=_filters(args), expand=not args.no_expand)
+        cited = references.styled(_cited(kb, answer), args.references) if args.references else []
         if args.json:
-            _print_json(answer.to_json(labels))
+            _print_json({**answer.to_json(labels), **({"references": cited} if args.references else {})})
         else:
             print(answer.to_text())
+            if cited:
+                print(f"\nWorks cited ({Path(args.references).stem})\n" + "\n".join(cited))
+    return 0
+
+
+def _cited(kb: KnowledgeBase, answer) -> list:
+    """The documents an answer cites, in the order first cited."""
+    return [doc.meta for d in dict.fromkeys(c.doc_id for c in answer.citations) if (doc := kb.document(d))]
+
+
+def cmd_cite(kb: KnowledgeBase, args) -> int:
+    if args.format not in references.FORMATS and not args.format.endswith(".csl"):
+        raise ValueError(f"unknown format {args.format!r}: use one of {', '.join(references.FORMATS)}, or a .csl file")
+    if args.question:
+        metas = _cited(kb, kb.ask(args.question))
+    else:
+        missing = [d for d in args.doc_ids if kb.document(d) is None]
+        if missing:
+            raise ValueError(f"no document {', '.join(missing)}: `kb docs` lists them")
+        metas = [kb.document(d).meta for d in args.doc_ids or [d.doc_id for d in kb.documents()]]
+    sys.stdout.write(references.export(metas, args.format))
     return 0
 
 
@@ -341,7 +371,7 @@ def cmd_app(kb: KnowledgeBase, args) -> int:
 
 
 COMMANDS = {
-    "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "docs": cmd_docs, "doc": cmd_doc,
+    "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "cite": cmd_cite, "docs": cmd_docs, "doc": cmd_doc,
     "concepts": cmd_concepts, "sparql": cmd_sparql, "export": cmd_export, "eval": cmd_eval,
     "adapt": cmd_adapt, "check": cmd_check, "app": cmd_app,
 }

@@ -122,8 +122,9 @@ def citation_reference(c: Citation, publisher: str = "") -> str:
 
 
 def answer_markdown(answer: Answer, publishers: dict[str, str] | None = None,
-                    filters: dict | None = None) -> str:
-    """The answer with its ``[n]`` markers and a numbered reference list with the quotes, as Markdown."""
+                    filters: dict | None = None, works_cited: list[str] | None = None) -> str:
+    """The answer with its ``[n]`` markers, a numbered reference list with the quotes, and the works
+    cited in a citation style, as Markdown."""
     publishers = publishers or {}
     lines = [f"# {answer.question or 'Question'}", ""]
     active = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
@@ -138,6 +139,8 @@ def answer_markdown(answer: Answer, publishers: dict[str, str] | None = None,
             lines.append("")
             lines.append("> " + " ".join(c.quote.split()))
             lines.append("")
+        if works_cited:
+            lines += ["## Works cited (Harvard)", ""] + [f"- {w}" for w in works_cited] + [""]
     elif answer.passages:
         lines += ["## Nearest passages", ""]
         for h in answer.passages:
