@@ -25,6 +25,7 @@ _SOFT_BULLET_START = re.compile(rf"^[{re.escape(SOFT_BULLETS)}]\s+(?=\S)")
 _NUMBERED_START = re.compile(r"^(\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
 _HEADING_MD = re.compile(r"^(#{1,6})\s+(.*)$")
+_SENTENCE_INSIDE = re.compile(r"[^\W\d_]{2}[.!?] +[a-z]")
 _VOWEL = re.compile(r"[aeiouyäöüéèàáíóú]", re.IGNORECASE)
 _COMPOUND = re.compile(r"([^\W\d_]+)-([^\W\d_]+)")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -179,8 +180,9 @@ def _is_heading(text: str, width: int) -> bool:
     letters = sum(c.isalpha() for c in text)
     return (
         " | " not in text  # a table row
+        and not _SENTENCE_INSIDE.search(text)  # a caption or an OCR'd smudge running into a sentence
         and letters >= 0.5 * len(text.replace(" ", ""))  # not an OCR'd smudge or a row of figures
-        and any(len(w) >= 3 and _VOWEL.search(w) for w in _WORD.findall(text))
+        and any((len(w) >= 3 and _VOWEL.search(w)) or (len(w) >= 2 and w.isupper()) for w in _WORD.findall(text))
         and (len(words) >= 2 or len(text) >= 8)
         and len(words) <= 12
         and len(text) <= min(90, 0.75 * width)

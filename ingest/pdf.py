@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ingest.base import Extracted, IngestError
 from ingest.normalise import RawPage
+from ingest.tables import with_rows
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -38,7 +39,7 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
                 raise IngestError(f"encrypted PDF that cannot be opened here ({exc})") from exc
             if not ok:
                 raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that")
-        pages = [RawPage(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
+        pages = [RawPage(i + 1, with_rows(page.extract_text() or "", _layout(page))) for i, page in enumerate(reader.pages)]
         info = reader.metadata or {}
     except IngestError:
         raise
@@ -64,6 +65,14 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
 
 
 SECOND_READER = "pdfminer.six"
+
+
+def _layout(page) -> str:
+    """The page as pypdf lays it out in columns of characters (where tables show), or '' if it cannot."""
+    try:
+        return page.extract_text(extraction_mode="layout") or ""
+    except Exception:  # noqa: BLE001 - the layout only finds tables; the plain text is the page's text
+        return ""
 
 
 def _second_reader(path: Path, first: Exception) -> list[RawPage]:
