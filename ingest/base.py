@@ -24,6 +24,7 @@ class Extracted:
     year: int | None = None
     warnings: list[str] = field(default_factory=list)
     reader: str = ""  # the library that produced the text
+    laid_out: bool = False  # lines as a page lays them out (PDF), not as a writer broke them
 
 
 def display_name(path: Path | str) -> str:

@@ -25,6 +25,8 @@ _SOFT_BULLET_START = re.compile(rf"^[{re.escape(SOFT_BULLETS)}]\s+(?=\S)")
 _NUMBERED_START = re.compile(r"^(\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
 _HEADING_MD = re.compile(r"^(#{1,6})\s+(.*)$")
+# A line ending so ends neither a heading nor a sentence.
+_RUNS_ON = re.compile(r"(,|\b(a|an|the|of|to|in|on|at|by|for|with|and|or|but|that|which|who|as|from|into|than|is|are|was|were))$")
 _SENTENCE_INSIDE = re.compile(r"[^\W\d_]{2}[.!?] +[a-z]")
 _VOWEL = re.compile(r"[aeiouyäöüéèàáíóú]", re.IGNORECASE)
 _COMPOUND = re.compile(r"([^\W\d_]+)-([^\W\d_]+)")
@@ -160,11 +162,16 @@ def _join(left: str, right: str, words: Words) -> str:
     return " "
 
 
-def _continues(prev: _Line, line: _Line, width: int) -> bool:
-    """Does ``line`` continue the paragraph that ``prev`` belongs to (a hard wrap)?"""
+def _continues(prev: _Line, line: _Line, width: int, run_on: bool = False) -> bool:
+    """Does ``line`` continue the paragraph that ``prev`` belongs to (a hard wrap)? With ``run_on``
+    (a PDF's lines, laid out on the page), a short line that cannot end a sentence runs on, as lines
+    of a narrow column beside a picture do."""
     if line.bullet or line.heading or prev.heading:
         return False
     if prev.text.endswith("-") and line.text[:1].islower():
+        return True
+    if run_on and not prev.bullet and not _SENTENCE_END.search(prev.text) and (
+            line.text[:1].islower() or _RUNS_ON.search(prev.text)):
         return True
     if len(prev.text) < 0.6 * width:
         return False
@@ -193,7 +200,7 @@ def _is_heading(text: str, width: int) -> bool:
     )
 
 
-def _group(lines: list[_Line | None], widths: dict) -> list[list[_Line]]:
+def _group(lines: list[_Line | None], widths: dict, run_on: bool = False) -> list[list[_Line]]:
     """Group lines into blocks: a block is one paragraph, heading or list item."""
     groups: list[list[_Line]] = []
     current: list[_Line] = []
@@ -202,7 +209,7 @@ def _group(lines: list[_Line | None], widths: dict) -> list[list[_Line]]:
             if current:
                 groups.append(current)
             current = []
-        elif current and _continues(current[-1], line, widths.get(current[-1].page, 80)):
+        elif current and _continues(current[-1], line, widths.get(current[-1].page, 80), run_on):
             current.append(line)
         else:
             if current:
@@ -225,16 +232,17 @@ def _kind(group: list[_Line], widths: dict) -> str:
 
 
 def normalise(pages: list[RawPage], *, marked_headings: bool = False,
-              known_words: frozenset[str] = frozenset()) -> Normalised:
+              known_words: frozenset[str] = frozenset(), run_on: bool = False) -> Normalised:
     """Build canonical text, paragraph blocks and the page map from raw pages.
 
     ``marked_headings``: lines starting with ``#`` are headings (Markdown, and HTML after
     conversion); otherwise headings are recognised by their shape. ``known_words`` (lower case)
-    help rejoin words broken at line ends.
+    help rejoin words broken at line ends. ``run_on``: the lines are a PDF's, where a short line
+    may be a narrow column's.
     """
     words = words_of(pages, known_words)
     widths = {raw.page: _typical_width([clean_line(s) for s in raw.text.splitlines()]) for raw in pages}
-    groups = _group(_lines(pages, marked_headings), widths)
+    groups = _group(_lines(pages, marked_headings), widths, run_on)
 
     out: list[str] = []
     offset = 0

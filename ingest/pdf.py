@@ -61,7 +61,8 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
     title = str(info.get("/Title", "") or "").strip()
     author = str(info.get("/Author", "") or "").strip()
     authors = [a.strip() for a in re.split(r";|,| and ", author) if a.strip()] if author else []
-    return Extracted(pages=pages, title=title, authors=authors, year=_year(info), warnings=warnings, reader=reader_name)
+    return Extracted(pages=pages, title=title, authors=authors, year=_year(info), warnings=warnings, reader=reader_name,
+                     laid_out=True)
 
 
 SECOND_READER = "pdfminer.six"

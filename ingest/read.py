@@ -124,7 +124,8 @@ def read_document(path: Path, doc_id: str | None = None, known_words: frozenset[
     if doc_id:
         meta.doc_id = doc_id
     pages, _ = strip_furniture(extracted.pages)
-    norm = normalise(pages, marked_headings=extracted.marked_headings, known_words=known_words)
+    norm = normalise(pages, marked_headings=extracted.marked_headings, known_words=known_words,
+                     run_on=extracted.laid_out)
     if not norm.text.strip():
         raise IngestError("no text found after extraction")
     doc = Document(meta=meta, text=norm.text, pages=norm.pages, blocks=norm.blocks)

@@ -39,6 +39,19 @@ def test_running_headers_and_page_numbers_are_left_out(words):
         assert not lorem.text[span.start:span.end].rstrip().endswith(str(span.page))
 
 
+def test_table_rows_stay_rows_and_a_smudge_is_no_heading(words):
+    report, _ = read_document(REAL / "GeoBase_NHNC1_Data_Model_UML_EN.pdf", known_words=words)
+    blocks = {report.text[b.start:b.end]: b.kind for b in report.blocks}
+    assert blocks["Date | Version | Description"] == "para"
+    assert blocks["September 2002 | Draft 01 | First draft for discussion with Nova Scotia"] == "para"
+    assert "LRM | Linear Reference Method" in blocks
+    paper, _ = read_document(REAL / "multicolumn.pdf", known_words=words)
+    assert "Austria | 8.9 | 83,879 | Vienna | German" in paper.text
+    assert "Lorem ipsum dolor sit amet, consectetuer adipiscing elit. Ut purus elit," in paper.text  # prose is no table
+    book, _ = read_document(REAL / "Seige_of_Vicksburg_Sample_OCR.pdf", known_words=words)
+    assert not [b for b in book.blocks if b.kind == "heading"]  # not "SibieyTent. ble shape. A friend"
+
+
 def test_ligatures_are_folded_and_broken_words_rejoined(words):
     crazy, _ = read_document(REAL / "crazyones.pdf", known_words=words)
     assert "misfits" in crazy.text and "differently" in crazy.text
