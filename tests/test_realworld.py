@@ -85,6 +85,13 @@ def test_a_ligature_word_is_found_and_every_citation_names_the_page_its_quote_op
     assert checked >= 8
 
 
+def test_a_pdf_pypdf_cannot_parse_is_read_by_the_second_reader(words):
+    doc, warnings = read_document(REAL / "unreadablemetadata.pdf", known_words=words)
+    assert doc.meta.reader == "pdfminer.six" and "Rotary Potentiometer" in doc.text
+    assert warnings == ["unreadablemetadata.pdf: read with pdfminer.six, as pypdf could not parse it"]
+    assert doc.pages[0].page == 1
+
+
 def test_the_content_decides_the_format(new_kb, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
