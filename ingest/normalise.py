@@ -27,6 +27,10 @@ _SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
 _HEADING_MD = re.compile(r"^(#{1,6})\s+(.*)$")
 # A line ending so ends neither a heading nor a sentence.
 _RUNS_ON = re.compile(r"(,|\b(a|an|the|of|to|in|on|at|by|for|with|and|or|but|that|which|who|as|from|into|than|is|are|was|were))$")
+# Halves that are words yet make one word with their other half, not a compound.
+_SUFFIXES = {"ship", "ships", "ment", "ments", "ness", "less", "ful", "able", "ible", "hood", "ward", "wards",
+             "wise", "ion", "ions", "ing", "ings", "ant", "ants", "ate", "ates", "ive", "ous", "ism", "ist", "ists"}
+_PREFIXES = {"over", "under", "with", "some", "every", "any", "out", "down", "through", "after", "fore"}
 _SENTENCE_INSIDE = re.compile(r"[^\W\d_]{2}[.!?] +[a-z]")
 _VOWEL = re.compile(r"[aeiouyäöüéèàáíóú]", re.IGNORECASE)
 _COMPOUND = re.compile(r"([^\W\d_]+)-([^\W\d_]+)")
@@ -136,17 +140,20 @@ def words_of(pages: list[RawPage], known: frozenset[str] = frozenset()) -> Words
 def rejoin(stem: str, head: str, words: Words) -> bool:
     """Whether ``stem-`` at a line end and ``head`` on the next line are one word broken by the wrap.
 
-    A compound the document writes with a hyphen elsewhere keeps it; a word the document (in any
-    inflection) or the vocabulary knows whole is rejoined; otherwise the hyphen stays when the first
-    half is a word and the second is one too or the first is long enough to stand alone ("short-termist").
+    A compound the document writes with a hyphen elsewhere keeps it; a word the document writes whole
+    (in any inflection) is rejoined. A word the vocabulary knows whole is rejoined unless its halves are
+    two words that make a compound ("head-quarters", "stand-alone"; but "partner-ship", "over-looked").
+    Otherwise the hyphen stays when the first half is a word and the second is one too or the first is
+    long enough to stand alone ("short-termist").
     """
     a, b = stem.lower(), head.lower()
     if f"{a}-{b}" in words.compounds:
         return False
     if a + b in words.whole or (len(b) > 5 and words.written_whole(a + b[:5])):
         return True
-    if a + b in words.known and not (words.word(a) and words.word(b) and len(a) >= 3 and len(b) >= 3):
-        return True
+    if a + b in words.known:
+        two_words = words.word(a) and words.word(b) and len(a) >= 3 and len(b) >= 3
+        return not two_words or b in _SUFFIXES or a in _PREFIXES
     return bool(words.known) and not (words.word(a) and (words.word(b) or len(a) >= 4))
 
 

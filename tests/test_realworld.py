@@ -245,3 +245,26 @@ def test_a_csl_json_library_is_read_too(tmp_path):
     assert entry.facts["authors"] == ["Lee Clow"] and entry.facts["year"] == 1998 and entry.facts["type"] == "web-page"
     assert entry.attachments == [(tmp_path / "a.pdf").resolve()] and entry.facts["id"] == "crazy-1998"
     assert library.problems == [("item 2", "no title: fix it and ingest the library again")]
+
+
+def test_a_pdf_made_here_with_running_headers_footers_and_broken_words(new_kb, tmp_path):
+    bodies = [
+        "The council asked its resi-\ndents what mattered to them and changed how staff worked with\n"
+        "communities across the borough.",
+        "Shared decision-\nmaking with the voluntary sector grew through a new partner-\nship board "
+        "that met every month.",
+        "Budgets for early help were pooled in 2016, and the savings were used to keep libra-\nries open.",
+        "Staff were given permission to innovate, and the results were published for every ward.",
+    ]
+    pages = [f"Wigan Deal evaluation - interim report 2019\n\n{body}\n\nPage {n} of 4"
+             for n, body in enumerate(bodies, 1)]
+    write_pdf(tmp_path / "deal.pdf", pages, title="Wigan Deal evaluation")
+    kb = new_kb()
+    assert kb.ingest([tmp_path / "deal.pdf"], progress=False).ok
+    doc = kb.document("deal")
+    assert "interim report" not in doc.text and "of 4" not in doc.text
+    assert "residents what mattered" in doc.text and "partnership board" in doc.text and "libraries open" in doc.text
+    assert "Shared decision-making" in doc.text
+    answer = kb.ask("What were the pooled early help budgets used for?")
+    (cited,) = {c.page for c in answer.citations if "libraries" in c.quote}
+    assert cited == 3 and cited in page_of("Budgets for early help were pooled", load_pdf(tmp_path / "deal.pdf").pages)
