@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,13 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     assert len(again["unchanged"]) == 3 and not again["ingested"]
 
 
+FOOTNOTES = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+             '<w:footnotes xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+             '<w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:footnote>'
+             '<w:footnote w:id="1"><w:p><w:r><w:t>Wigan Council, The Deal 2030, 2019.</w:t></w:r></w:p></w:footnote>'
+             '</w:footnotes>')
+
+
 def test_a_word_document_keeps_its_headings_lists_tables_and_notes(new_kb, tmp_path):
     import docx
 
@@ -170,6 +178,10 @@ def test_a_word_document_keeps_its_headings_lists_tables_and_notes(new_kb, tmp_p
     assert "Year | Saving\n\n2018 | £160m" in doc.text
     kinds = {doc.text[b.start:b.end]: b.kind for b in doc.blocks}
     assert kinds["How the deal began"] == "heading" and kinds["2018 | £160m"] == "para"
+    with zipfile.ZipFile(tmp_path / "deal.docx", "a") as z:  # footnotes, as Word stores them
+        z.writestr("word/footnotes.xml", FOOTNOTES)
+    doc = read_document(tmp_path / "deal.docx")[0]
+    assert doc.text.endswith("Notes\n\n1. Wigan Council, The Deal 2030, 2019.")
     answer = kb.ask("How much did Wigan save by 2018?")
     assert answer.answered and any("£160m" in c.quote for c in answer.citations)
     assert all(c.page is None for c in answer.citations)
