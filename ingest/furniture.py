@@ -23,7 +23,7 @@ SIMILAR = 0.85
 # document costs in proportion to its length.
 WINDOW = 10
 
-_ROMAN = r"(?=[ivxlc]+\b)c{0,3}(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"
+_ROMAN = r"(?=[ivxlc]+\b)(?=.)c{0,3}(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})(?<=[ivxlc])"
 _NUMBER = re.compile(rf"\b(?:\d+|{_ROMAN})\b", re.IGNORECASE)
 _PAGE_NUMBER = re.compile(
     rf"^[\s\-–—|•.]*(?:page\s+|p\.\s*)?(?:\d{{1,4}}|{_ROMAN})(?:\s*(?:/|of)\s*\d{{1,4}})?[\s\-–—|•.]*$",
