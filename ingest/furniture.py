@@ -30,7 +30,7 @@ _PAGE_NUMBER = re.compile(
     re.IGNORECASE)
 
 
-def _key(line: str) -> str:
+def line_key(line: str) -> str:
     """The line with its numbers masked and only letters, digits and the mask kept, lowercased."""
     masked = _NUMBER.sub("#", line.lower())
     return re.sub(r"[^\w#]+", " ", masked).strip()
@@ -95,7 +95,7 @@ def find_furniture(pages: list[RawPage]) -> dict[int, set[int]]:
     """For each page (by position in ``pages``), the indexes of its lines that are furniture."""
     lines = [p.text.splitlines() for p in pages]
     edges = [_edges(ls) for ls in lines]
-    keys = [{i: (side, _key(clean_line(ls[i])), _numbers(clean_line(ls[i]))) for i, side in e.items()}
+    keys = [{i: (side, line_key(clean_line(ls[i])), _numbers(clean_line(ls[i]))) for i, side in e.items()}
             for ls, e in zip(lines, edges)]
     found: dict[int, set[int]] = {}
     for n, page_keys in enumerate(keys):

@@ -10,6 +10,8 @@ from ingest.base import IngestError, display_name
 
 HEAD = 8192
 OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# The stream an Office file saved with a password keeps its content in (names are UTF-16).
+ENCRYPTED = "EncryptedPackage".encode("utf-16-le")
 # What each kind is called when a file's name says otherwise.
 NAMES = {"pdf": "a PDF", "docx": "a Word document", "html": "an HTML page", "text": "plain text",
          "markdown": "Markdown", "bibtex": "a BibTeX library", "csl-json": "a CSL-JSON library"}
@@ -30,7 +32,7 @@ def sniff(path: Path) -> str:
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)
     if head.startswith(OLE):
-        if b"E\x00n\x00c\x00r\x00y\x00p\x00t\x00e\x00d\x00P\x00a\x00c\x00k\x00a\x00g\x00e" in _ole_names(path):
+        if ENCRYPTED in _container_head(path):
             raise IngestError("password-protected Word (or other Office) file: save an unencrypted copy and ingest that")
         raise IngestError("an old-style Word .doc (or other Office) file: save it as .docx or PDF and ingest that")
     if head.startswith(b"{\\rtf"):
@@ -63,8 +65,8 @@ def _zip_kind(path: Path) -> str:
     raise IngestError("a ZIP archive, not a document: unpack it and ingest the files in it")
 
 
-def _ole_names(path: Path) -> bytes:
-    """Enough of an OLE container to find its stream names (they are stored in UTF-16)."""
+def _container_head(path: Path) -> bytes:
+    """Enough of an OLE container to find its stream names."""
     with path.open("rb") as f:
         return f.read(1 << 20)
 

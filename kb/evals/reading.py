@@ -16,8 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.furniture import EDGE, MIN_PAGES, is_page_number
-from ingest.furniture import _key as furniture_key
+from ingest.furniture import EDGE, MIN_PAGES, is_page_number, line_key
 from ingest.normalise import RawPage, clean_line, rejoin, words_of
 from ingest.pdf import load_pdf
 from ingest.read import extract, read_document
@@ -68,7 +67,7 @@ def running_headers(pages: list[RawPage]) -> set[str]:
         filled = [clean_line(s) for s in page.text.splitlines() if s.strip()]
         for side, edge in (("top", filled[:EDGE]), ("bottom", filled[-EDGE:])):
             for line in edge:
-                key = furniture_key(line)
+                key = line_key(line)
                 if len(key) >= 4 and not is_page_number(line):
                     seen.setdefault((side, key), set()).add(n)
                     lines.setdefault((side, key), []).append(line)
@@ -162,19 +161,10 @@ def run(home: Path, corpus: Path = CORPUS, labels: Path = LABELS) -> Reading:
     known = model_words(kb.settings.model_path)
     raw: dict[str, list[RawPage]] = {}
     documents: dict[str, Document] = {}
-    for result in report.having("ingested") + [r for r in report.results if r.status == "unchanged"]:
-        name = Path(result.path).name
-        if not name.lower().endswith(".pdf"):
-            continue
-        entry = kb.manifest.entries.get(result.path)
-        doc = kb.document(entry.doc_id) if entry else None
-        try:
-            pages = load_pdf(Path(result.path)).pages
-        except Exception:  # noqa: BLE001 - read by the fallback reader only; pages checked against its own text
-            continue
-        if doc is None:
-            continue
-        raw[doc.meta.doc_id], documents[name] = pages, doc
+    for result in report.having("ingested") + report.having("unchanged"):
+        doc = kb.document(result.doc_id)
+        pages = load_pdf(Path(result.path)).pages  # the text each page holds, as the PDF reader gives it
+        raw[doc.meta.doc_id], documents[Path(result.path).name] = pages, doc
         found, left = headers_left(pages, doc)
         reading.headers_found += found
         reading.headers_left += left
@@ -202,7 +192,7 @@ def markdown(r: Reading) -> str:
         "| measure | result |", "|---|---|",
         f"| running header and footer lines (on ≥ {MIN_PAGES} pages and ≥ ¼ of a document's) left in the canonical text | {share(len(r.headers_left), r.headers_found)} |",
         f"| ligature glyphs left | {r.ligatures_left} |",
-        f"| line-end hyphens of broken words rejoined (`evals/hyphens.jsonl`, labelled blind) | {share(r.broken_joined, r.broken_join)} |",
+        f"| line-end hyphens of broken words rejoined (`evals/hyphens.jsonl`, labelled by a helper who saw neither code nor output) | {share(r.broken_joined, r.broken_join)} |",
         f"| real compounds broken at a line end and wrongly joined (labelled) | {share(len(r.broken_keep_joined), r.broken_keep)} |",
         f"| real compounds written once in a document (these PDFs and the shipped corpus), asked as if broken at the hyphen, wrongly joined | {share(len(r.compounds_joined), r.compounds)} |",
         f"| search results and citations on the page where their opening stands | {share(r.pages_checked - len(r.pages_wrong), r.pages_checked)} |",
