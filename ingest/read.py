@@ -36,6 +36,9 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult], dict[Path
     facts: dict[Path, dict] = {}
     for root in paths:
         if root.is_dir():
+            if root.suffix.lower() in SUFFIXES | LIBRARIES:
+                problems.append(FileResult(display_name(root), "listed",
+                                           reason="a folder, though named like a file: the files in it are ingested"))
             for p in sorted(root.rglob("*")):
                 if p.is_file() and p.suffix.lower() in SUFFIXES | {".bib"} and not any(
                     part.startswith(".") for part in p.relative_to(root).parts

@@ -378,7 +378,7 @@ class Answer:
 @dataclass
 class FileResult:
     path: str
-    status: str  # "ingested" | "unchanged" | "failed" | "duplicate" | "listed" (a library entry without a file)
+    status: str  # "ingested" | "unchanged" | "failed" | "duplicate" | "listed" (named, nothing to read: a library entry without a file, a folder named like a file)
     doc_id: str = ""
     passages: int = 0
     reason: str = ""

@@ -125,7 +125,8 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     write_pdf(folder / "two-pages.pdf", ["Integrated care in Torbay joined health and social care.",
                                          "Trust grew through shared budgets and shared risks."])
     home = tmp_path / "kb"
-    code = main(["--home", str(home), "ingest", str(folder), str(folder / "loop.txt"), "--json", "--quiet"])
+    code = main(["--home", str(home), "ingest", str(folder), str(folder / "loop.txt"), str(folder / "folder.pdf"),
+                 "--json", "--quiet"])
     out = capsys.readouterr()
     assert code == 1 and "Traceback" not in out.err + out.out
     got = json.loads(out.out)
@@ -134,6 +135,7 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     assert "needs a password" in failed["locked.pdf"]
     assert "not a readable PDF" in failed["garbage.pdf"]
     assert "symbolic link" in failed["loop.txt"]
+    assert [Path(r["path"]).name for r in got["listed"]] == ["folder.pdf"]
     ingested = {Path(r["path"]).name for r in got["ingested"]}
     assert {"good.md", "two-pages.pdf", "caf\ufffd notes.md"} <= ingested
     code = main(["--home", str(home), "ask", "Which city pooled budgets, Leeds?", "--json"])
