@@ -74,6 +74,8 @@ class AnswerResult:
     latency_p50_ms: float
     latency_p95_ms: float
     claims: int = 0
+    answered: int = 0  # answers given (the answer lint's denominator)
+    lint: dict[str, int] = field(default_factory=dict)  # answers showing each defect (kb.evals.lint)
 
 
 @dataclass
@@ -283,6 +285,16 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
             f"| answered rate | {_f(a.answered_rate)} | {a.answerable} answerable questions |",
             f"| answered rate on no-answer questions (lower is better) | {_f(a.no_answer_answered_rate)} | {a.no_answer} no-answer questions |",
             "",
+        ]
+        if a.lint:
+            lines += ["## Answer lint (answers showing each defect, found without a reader)", "",
+                      f"Over the {a.answered} answers given. `unbalanced`: quotation marks or brackets; `opener`: a "
+                      "sentence opening with a pointer (\"This…\") to one that is not quoted before it; `heading`, "
+                      "`list-fragment`: a heading or list label quoted as a sentence; `glued`: a footnote mark or URL "
+                      "glued to a word; `repeated`; `cut`: begun or ended mid-sentence; `acronym`: never spelt out.", "",
+                      "| " + " | ".join(a.lint) + " |", "|" + "---:|" * len(a.lint),
+                      "| " + " | ".join(str(v) for v in a.lint.values()) + " |", ""]
+        lines += [
             "## Latency (in-process, after loading)", "",
             "| operation | p50 ms | p95 ms | calls |", "|---|---:|---:|---:|",
             f"| `kb ask` | {_ms(a.latency_p50_ms)} | {_ms(a.latency_p95_ms)} | {a.answerable + a.no_answer} |",

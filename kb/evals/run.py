@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from kb.evals.baseline import LlamaBaseline
 from kb.evals.gold import GoldQuestion, judgements_for, load_gold, load_judgements
+from kb.evals.lint import lint_answer, lint_counts
 from kb.evals.metrics import (
     SUPPORT_COSINE,
     AnswerScore,
@@ -243,6 +244,7 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
     scores: list[tuple[GoldQuestion, bool, AnswerScore]] = []
     times: list[float] = []
     rows: dict[str, dict] = {}
+    linted: list[set[str]] = []
     for q in gold:
         kb.embedder.clear_cache()
         t0 = time.perf_counter()
@@ -254,6 +256,8 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
         score = score_answer(ans.answer if ans.answered else "", ans.citations, documents, passages,
                              q.spans(), cosine)
         scores.append((q, ans.answered, score))
+        if ans.answered:
+            linted.append(lint_answer(ans.answer, ans.citations))
         rows[q.id] = {"answered": ans.answered, "citations": score.citations,
                       "claims_supported": f"{score.supported_claims}/{score.claims}",
                       "cites_gold": score.covers_gold if q.answerable else None}
@@ -276,6 +280,6 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
         citation_recall=sum(s.supported_claims for s in all_scores) / claims if claims else 0.0,
         gold_coverage=rate(a and s.covers_gold for _, a, s in ok),
         latency_p50_ms=percentile(times, 50), latency_p95_ms=percentile(times, 95),
-        claims=claims,
+        claims=claims, lint=lint_counts(linted), answered=len(linted),
     )
     return result, rows
