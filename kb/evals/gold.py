@@ -5,6 +5,8 @@ The format is in ``evals/GOLD.md``; every problem is reported with the file, the
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,3 +182,25 @@ def load_judgements(path: Path, questions: list[GoldQuestion], documents: Docume
         by_id[qid].judged.append(GoldEvidence(doc_id, start, end, quote))
         count += 1
     return count
+
+
+def answer_grades_for(gold_path: Path) -> Path:
+    """Where the judged answers of a question set live: ``gold.jsonl`` → ``gold.answers.jsonl``."""
+    gold_path = Path(gold_path)
+    return gold_path.with_name(gold_path.stem + ".answers.jsonl")
+
+
+def answer_key(answer: str) -> str:
+    """What identifies an answer a reader judged: its text, whitespace aside."""
+    return hashlib.sha1(" ".join(answer.split()).encode()).hexdigest()[:16]
+
+
+def load_answer_grades(path: Path) -> dict[str, dict]:
+    """Judged answers by question id: ``{"id", "answer_key", "grade": full|partial|no, "reason", "defects"}``
+    (evals/ANSWER-JUDGING.md). A grade holds only while the answer it judged is unchanged."""
+    grades = {}
+    for number, row in read_jsonl(path, GoldError):
+        if not isinstance(row, dict) or row.get("grade") not in ("full", "partial", "no") or not row.get("answer_key"):
+            raise GoldError(f"{path}, line {number}: needs 'id', 'answer_key' and 'grade' (full, partial or no)")
+        grades[str(row["id"])] = row
+    return grades

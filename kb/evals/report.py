@@ -76,6 +76,7 @@ class AnswerResult:
     claims: int = 0
     answered: int = 0  # answers given (the answer lint's denominator)
     lint: dict[str, int] = field(default_factory=dict)  # answers showing each defect (kb.evals.lint)
+    graded: dict[str, int] = field(default_factory=dict)  # readers' grades of the answers judged as they stand
 
 
 @dataclass
@@ -286,6 +287,14 @@ def render_markdown(report: EvalReport, plot: str | None = "recall.png") -> str:
             f"| answered rate on no-answer questions (lower is better) | {_f(a.no_answer_answered_rate)} | {a.no_answer} no-answer questions |",
             "",
         ]
+        if a.graded:
+            judged = sum(v for g, v in a.graded.items() if g != "not judged")
+            lines += ["## Answers as readers judged them (`evals/ANSWER-JUDGING.md`)", "",
+                      f"Of the {judged} answers a reader judged that `kb ask` still gives word for word "
+                      f"({a.graded['not judged']} answers have changed since, or were never judged):", "",
+                      "| full | partial | no |", "|---:|---:|---:|",
+                      "| " + " | ".join(f"{a.graded[g]} ({a.graded[g] / judged:.0%})" if judged else "0"
+                                       for g in ("full", "partial", "no")) + " |", ""]
         if a.lint:
             lines += ["## Answer lint (answers showing each defect, found without a reader)", "",
                       f"Over the {a.answered} answers given. `unbalanced`: quotation marks or brackets; `opener`: a "

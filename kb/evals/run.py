@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from kb.evals.baseline import LlamaBaseline
-from kb.evals.gold import GoldQuestion, judgements_for, load_gold, load_judgements
+from kb.evals.gold import (GoldQuestion, answer_grades_for, answer_key, judgements_for, load_answer_grades,
+                           load_gold, load_judgements)
 from kb.evals.lint import lint_answer, lint_counts
 from kb.evals.metrics import (
     SUPPORT_COSINE,
@@ -203,7 +205,8 @@ def run_evaluation(kb: KnowledgeBase, gold_path: Path, out_dir: Path, *, baselin
                 pooled = judge(spans, q.pooled_spans()) if judgements else None
                 ranked[mode][q.id] = _Ranked(first_relevant_rank(judged), judged, chars, seconds, pooled)
                 bar.step(MODE_LABELS[mode])
-        answers, answer_rows = _evaluate_answers(kb, gold, documents, bar)
+        grades = load_answer_grades(answer_grades_for(gold_path)) if answer_grades_for(gold_path).exists() else {}
+        answers, answer_rows = _evaluate_answers(kb, gold, documents, bar, grades)
     finally:
         bar.close()
 
@@ -232,8 +235,9 @@ def run_evaluation(kb: KnowledgeBase, gold_path: Path, out_dir: Path, *, baselin
 
 
 def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: dict[str, Document],
-                      bar: _Progress) -> tuple[AnswerResult, dict[str, dict]]:
-    """Ask every gold question once; check its citations and claims; time each call."""
+                      bar: _Progress, grades: dict[str, dict]) -> tuple[AnswerResult, dict[str, dict]]:
+    """Ask every gold question once; check its citations and claims, lint it, and take a reader's grade
+    of it where the same answer was judged; time each call."""
     passages = {p.chunk_id: p.text for p in kb.retriever.passages}
 
     def cosine(a: str, b: str) -> float:
@@ -245,6 +249,7 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
     times: list[float] = []
     rows: dict[str, dict] = {}
     linted: list[set[str]] = []
+    graded: Counter[str] = Counter()
     for q in gold:
         kb.embedder.clear_cache()
         t0 = time.perf_counter()
@@ -258,6 +263,8 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
         scores.append((q, ans.answered, score))
         if ans.answered:
             linted.append(lint_answer(ans.answer, ans.citations))
+        judged = grades.get(q.id)
+        graded[judged["grade"] if judged and judged["answer_key"] == answer_key(ans.answer) else "not judged"] += 1
         rows[q.id] = {"answered": ans.answered, "citations": score.citations,
                       "claims_supported": f"{score.supported_claims}/{score.claims}",
                       "cites_gold": score.covers_gold if q.answerable else None}
@@ -281,5 +288,6 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
         gold_coverage=rate(a and s.covers_gold for _, a, s in ok),
         latency_p50_ms=percentile(times, 50), latency_p95_ms=percentile(times, 95),
         claims=claims, lint=lint_counts(linted), answered=len(linted),
+        graded={g: graded[g] for g in ("full", "partial", "no", "not judged")} if grades else {},
     )
     return result, rows
