@@ -243,7 +243,8 @@ def test_ask_in_a_real_browser(server, driver, hostile_kb, expected):
     first_answer_after_start = time.monotonic() - server["started"]
     page = body_text(driver)
     assert heading in page
-    assert "Download answer with references" in page
+    assert "Download answer with references" in page and "Cited documents as BibTeX" in page
+    assert "Deploy" not in page  # a tool for readers: no Deploy button or developer menu
 
     # hostile corpus text shows as text, and nothing in it runs
     hostile = hostile_kb.ask(HOSTILE_QUESTION)

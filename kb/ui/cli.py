@@ -14,7 +14,7 @@ from kb.config import PROJECT_ROOT, Settings
 from kb.knowledge import KnowledgeBase
 from kb.records import Filters
 from kb.search.retrieval import FilterError
-from kb.ui import references
+from kb.ui import references, views
 from kb.stores.graph import QueryRefused
 from kb.stores.lock import LockedError
 from kb.vocab.ontology import OntologyError
@@ -238,7 +238,8 @@ def cmd_docs(kb: KnowledgeBase, args) -> int:
         print("The knowledge base is empty: run `kb ingest`.")
     for d in docs:
         authors = ", ".join(d.authors) or "—"
-        print(f"{d.doc_id:<34} {d.year or '    '}  {d.pages:>3} pp  {d.passages:>4} passages  {d.title[:70]}  ({authors})")
+        pages = f"{d.pages:>3} pp" if d.pages else "     —"
+        print(f"{d.doc_id:<34} {d.year or '    '}  {pages}  {d.passages:>4} passages  {views.shorten(d.title, 70)}  ({authors})")
     return 0
 
 
@@ -273,10 +274,10 @@ def cmd_concepts(kb: KnowledgeBase, args) -> int:
     if args.json:
         _print_json([c.to_json() for c in items])
         return 0
-    for item in items:
+    for depth, item in views.nested(items):
         c = item.concept
         alt = f" (also: {', '.join(c.alt_labels[:4])})" if c.alt_labels else ""
-        print(f"{c.scheme:<10} {item.passages:>5}  {c.label}{alt}  [{c.id}]")
+        print(f"{c.scheme:<10} {item.passages:>5}  {'  ' * depth}{c.label}{alt}  [{c.id}]")
     return 0
 
 

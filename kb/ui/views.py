@@ -312,3 +312,32 @@ def _unique(labels: list[str]) -> list[str]:
 def cell_passages(passages: Iterable[Passage], rows: str, row_key: str, cols: str, col_key: str) -> list[Passage]:
     """The passages behind one cell of the evidence map."""
     return [p for p in passages if row_key in axis_keys(p, rows) and col_key in axis_keys(p, cols)]
+
+
+def nested(items: list) -> list[tuple[int, object]]:
+    """Concept summaries with their depth, each narrower one under its broader one (dimensions with their
+    facets, places under their region), in the given order otherwise."""
+    ids = {i.concept.id for i in items}
+    children: dict[str, list] = {}
+    roots = []
+    for item in items:
+        parent = next((b for b in item.concept.broader if b in ids), None)
+        (children.setdefault(parent, []) if parent else roots).append(item)
+    out: list[tuple[int, object]] = []
+
+    def walk(item, depth: int) -> None:
+        out.append((depth, item))
+        for child in children.get(item.concept.id, []):
+            walk(child, depth + 1)
+
+    for root in roots:
+        walk(root, 0)
+    return out
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to fit ``width`` characters, with '…' when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0].rstrip(" ,;:.–-")
+    return cut + "…"
