@@ -557,9 +557,14 @@ def page_evaluation() -> None:
         st.rerun()
 
 
+def page_ask_by_name() -> None:
+    """The Ask page at /ask as well: Streamlit serves the default page only at /."""
+    page_ask()
+
+
 # -- the app ----------------------------------------------------------------------------------------------------
 PAGES = {
-    "ask": st.Page(page_ask, title="Ask", icon=":material/chat:", url_path="ask", default=True),
+    "ask": st.Page(page_ask, title="Ask", icon=":material/chat:", default=True),
     "browse": st.Page(page_browse, title="Browse", icon=":material/account_tree:", url_path="browse"),
     "evidence": st.Page(page_evidence, title="Evidence map", icon=":material/grid_on:", url_path="evidence-map"),
     "places": st.Page(page_places, title="Places", icon=":material/place:", url_path="places"),
@@ -568,8 +573,11 @@ PAGES = {
 }
 
 
+ALIASES = [st.Page(page_ask_by_name, title="Ask", icon=":material/chat:", url_path="ask", visibility="hidden")]
+
+
 def main() -> None:
-    nav = st.navigation(list(PAGES.values()))
+    nav = st.navigation(list(PAGES.values()) + ALIASES)
     goto = st.session_state.pop("goto", None)
     if goto in PAGES:
         st.switch_page(PAGES[goto])

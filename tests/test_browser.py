@@ -265,7 +265,9 @@ def test_ask_in_a_real_browser(server, driver, hostile_kb, expected):
     except NoAlertPresentException:
         pass
 
+    driver.get(server["url"] + "/ask")  # the Ask page by its name too, not only at /
     third = ask(driver, PURPOSE, expected[PURPOSE], timeout=60)
+    assert "Ask the evidence" in body_text(driver) and "Page not found" not in body_text(driver)
     shot = artifacts() / "browser-ask.png"
     driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
