@@ -8,6 +8,7 @@ that the next run completes without duplicates (passage ids are stable, writes a
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -81,6 +82,7 @@ class Indexer:
 
     def _run(self, paths: list[Path], *, prune: bool, progress: bool, on_progress: Progress | None) -> IngestReport:
         report = IngestReport()
+        started = time.perf_counter()
         files, problems, facts = discover(paths)
         report.results.extend(problems)
         for folder in {f.parent for f in files}:
@@ -112,6 +114,7 @@ class Indexer:
             on_progress("", len(files), len(files))
         if changed or not self.keyword_current():
             self.rebuild_keyword()
+        report.seconds = time.perf_counter() - started
         return report
 
     def _ingest_file(self, path: Path, key: str, report: IngestReport, passages_bar,

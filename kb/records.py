@@ -389,6 +389,16 @@ class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passages_written(self) -> int:
+        return sum(r.passages for r in self.having("ingested"))
+
+    @property
+    def passages_per_second(self) -> float:
+        """Passages written per second of the whole run (0 when nothing was ingested)."""
+        return self.passages_written / self.seconds if self.seconds else 0.0
 
     def having(self, status: str) -> list[FileResult]:
         return [r for r in self.results if r.status == status]
@@ -410,4 +420,6 @@ class IngestReport:
             "listed": [{"path": r.path, "reason": r.reason} for r in self.having("listed")],
             "warnings": self.warnings,
             "pruned": self.pruned,
+            "seconds": round(self.seconds, 2),
+            "passages_per_second": round(self.passages_per_second, 1),
         }

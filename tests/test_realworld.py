@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -226,6 +227,7 @@ def test_a_reference_library_describes_its_attachments_and_names_what_is_wrong(t
     assert main(["--home", str(home), "ingest", str(tmp_path / "library.bib"), "--quiet"]) == 1
     out = capsys.readouterr()
     assert "ingested" in out.out and "→ lorem2022" in out.out
+    assert re.search(r"19 passages written in \d+\.\d s \(\d+\.\d/s\)", out.out)
     assert "library.bib line 14 (nofile2020): no attachment" in out.out
     assert "library.bib line 10: malformed entry" in out.err
     assert "library.bib line 16 (gone2021): attachment 'files/9/gone.pdf' not found" in out.err
