@@ -208,7 +208,7 @@ def page_ask() -> None:
                 st.caption("Copy reference")
                 refs = dict.fromkeys(views.citation_reference(c, publisher) for c in src.citations)
                 st.code("\n".join(refs), language=None, wrap_lines=True)
-    cited_docs = [d.meta for i in dict.fromkeys(c.doc_id for c in ans.citations) if (d := kb.document(i))]
+    cited_docs = references.cited(ans, kb.document)
     if ans.citations or ans.passages:
         md = views.answer_markdown(ans, publishers, active, works_cited=references.styled(cited_docs))
         st.download_button("Download answer with references", md, file_name="answer.md", mime="text/markdown")

@@ -91,6 +91,15 @@ def _paged_alike(a: list[int], b: list[int], pages_apart: int) -> bool:
                for x, y in zip(a, b))
 
 
+def _repeated_on(keys: list[dict], n: int, i: int, within: int) -> list[int]:
+    """The other pages, at most ``within`` pages from page ``n``, with a line like line ``i`` of page
+    ``n`` at the same edge."""
+    side, key, numbers = keys[n][i]
+    near = range(max(0, n - within), min(len(keys), n + within + 1))
+    return [m for m in near if m != n and any(
+        s == side and _alike(key, k) and _paged_alike(numbers, ns, m - n) for s, k, ns in keys[m].values())]
+
+
 def find_furniture(pages: list[RawPage]) -> dict[int, set[int]]:
     """For each page (by position in ``pages``), the indexes of its lines that are furniture."""
     lines = [p.text.splitlines() for p in pages]
@@ -99,15 +108,13 @@ def find_furniture(pages: list[RawPage]) -> dict[int, set[int]]:
             for ls, e in zip(lines, edges)]
     found: dict[int, set[int]] = {}
     for n, page_keys in enumerate(keys):
-        for i, (side, key, numbers) in page_keys.items():
+        for i, (_, key, _) in page_keys.items():
             if not key:
                 continue
             if key == "#" or is_page_number(clean_line(lines[n][i])):
                 found.setdefault(n, set()).add(i)
                 continue
-            near = range(max(0, n - WINDOW), min(len(keys), n + WINDOW + 1))
-            pages_with = [m for m in near if m == n or any(
-                s == side and _alike(key, k) and _paged_alike(numbers, ns, m - n) for s, k, ns in keys[m].values())]
+            pages_with = [n] + _repeated_on(keys, n, i, WINDOW)
             if len(pages_with) >= MIN_PAGES and _run(pages_with, n) >= MIN_PAGES:
                 found.setdefault(n, set()).add(i)
     for n, i in _numbered_headers(lines, keys):
@@ -136,15 +143,7 @@ def _numbered_headers(lines: list[list[str]], keys: list[dict]) -> list[tuple[in
     offsets: dict[int, set[int]] = {}
     for n, _, offset in candidates:
         offsets.setdefault(offset, set()).add(n)
-    out = []
-    for n, i, offset in candidates:
-        side, key, numbers = keys[n][i]
-        beside = range(max(0, n - 2), min(len(keys), n + 3))
-        if len(offsets[offset]) >= MIN_PAGES and any(
-                s == side and _alike(key, k) and _paged_alike(numbers, ns, m - n)
-                for m in beside if m != n for s, k, ns in keys[m].values()):
-            out.append((n, i))
-    return out
+    return [(n, i) for n, i, offset in candidates if len(offsets[offset]) >= MIN_PAGES and _repeated_on(keys, n, i, 2)]
 
 
 def _from_edges(lines: list[str], found: set[int]) -> set[int]:
@@ -160,15 +159,14 @@ def _from_edges(lines: list[str], found: set[int]) -> set[int]:
     return keep
 
 
-def strip_furniture(pages: list[RawPage]) -> tuple[list[RawPage], int]:
-    """Pages without their running headers, footers and page numbers, and how many lines went."""
+def strip_furniture(pages: list[RawPage]) -> list[RawPage]:
+    """Pages without their running headers, footers and page numbers."""
     if all(p.page is None for p in pages):
-        return pages, 0
+        return pages
     furniture = find_furniture(pages)
-    out, removed = [], 0
+    out = []
     for n, page in enumerate(pages):
         drop = furniture.get(n, set())
-        removed += len(drop)
         text = "\n".join(s for i, s in enumerate(page.text.splitlines()) if i not in drop) if drop else page.text
         out.append(RawPage(page.page, text))
-    return out, removed
+    return out

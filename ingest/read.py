@@ -12,8 +12,8 @@ from ingest.furniture import strip_furniture
 from ingest.html import load_html
 from ingest.metadata import SOURCES_FILE, build_meta, entry_for
 from ingest.normalise import normalise
-from ingest.pdf import load_pdf
 from ingest.library import read_library
+from ingest.pdf import load_pdf
 from ingest.sniff import BY_SUFFIX, NAMES, mismatch, sniff
 from ingest.text import load_markdown, load_text
 from kb.records import Document, FileResult
@@ -22,10 +22,10 @@ from kb.records import Document, FileResult
 LOADERS: dict[str, Callable[[Path, str], Extracted]] = {
     "pdf": load_pdf, "docx": load_docx, "text": load_text, "markdown": load_markdown, "html": load_html,
 }
-# What a folder is searched for; a file named on its own is read whatever its name.
-SUFFIXES = {".pdf", ".docx", ".txt", ".text", ".md", ".markdown", ".html", ".htm"}
-# Reference libraries: their entries' attachments are ingested with the entries' facts.
-LIBRARIES = {".bib", ".json"}
+# The names of readable documents, and of reference libraries (whose entries' attachments are ingested
+# with the entries' facts). What a file holds then decides how it is read.
+SUFFIXES = {s for s, kind in BY_SUFFIX.items() if kind in LOADERS}
+LIBRARIES = {s for s, kind in BY_SUFFIX.items() if kind in ("bibtex", "csl-json")}
 
 
 def discover(paths: list[Path]) -> tuple[list[Path], list[FileResult], dict[Path, dict]]:
@@ -126,7 +126,7 @@ def read_document(path: Path, doc_id: str | None = None, known_words: frozenset[
     meta.reader = extracted.reader
     if doc_id:
         meta.doc_id = doc_id
-    pages, _ = strip_furniture(extracted.pages)
+    pages = strip_furniture(extracted.pages)
     norm = normalise(pages, marked_headings=extracted.marked_headings, known_words=known_words,
                      run_on=extracted.laid_out)
     if not norm.text.strip():

@@ -56,6 +56,12 @@ def embed(embedder: Embedder, doc: Document, passages: list[Passage],
     return vectors[:len(passages)], sentence_vectors
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """What tells that a file was written to: its size and modification time."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 class Indexer:
     """Writes documents into every store, keeping them in step; one writer at a time per ``KB_HOME``."""
 
@@ -125,7 +131,7 @@ class Indexer:
             if size_mb > settings.max_file_mb:
                 raise IngestError(f"too large: {size_mb:.1f} MB, above the {settings.max_file_mb} MB limit "
                                   "(split it, or raise KB_MAX_FILE_MB)")
-            digest = sha256_file(path)
+            digest, stamp = sha256_file(path), _stamp(path)
         except OSError as exc:
             raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
         known = manifest.entries.get(key)
@@ -134,7 +140,7 @@ class Indexer:
                 and self.documents.get(known.doc_id) is not None):
             return FileResult(display_name(key), "unchanged", known.doc_id, len(known.chunk_ids))
         doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words, facts)
-        if sha256_file(path) != digest:
+        if _stamp(path) != stamp:
             raise IngestError("the file changed while it was being read: ingest it again once it is saved")
         twin = manifest.by_hash(digest)
         if twin and twin.path != key and Path(twin.path).exists():

@@ -170,7 +170,7 @@ def cmd_ask(kb: KnowledgeBase, args) -> int:
     for q in questions:
         answer = kb.ask(q, k=args.k or kb.settings.k, mode=args.mode or kb.settings.mode,
                         filters=_filters(args), expand=not args.no_expand)
-        cited = references.styled(_cited(kb, answer), args.references) if args.references else []
+        cited = references.styled(references.cited(answer, kb.document), args.references) if args.references else []
         if args.json:
             _print_json({**answer.to_json(labels), **({"references": cited} if args.references else {})})
         else:
@@ -180,16 +180,11 @@ def cmd_ask(kb: KnowledgeBase, args) -> int:
     return 0
 
 
-def _cited(kb: KnowledgeBase, answer) -> list:
-    """The documents an answer cites, in the order first cited."""
-    return [doc.meta for d in dict.fromkeys(c.doc_id for c in answer.citations) if (doc := kb.document(d))]
-
-
 def cmd_cite(kb: KnowledgeBase, args) -> int:
     if args.format not in references.FORMATS and not args.format.endswith(".csl"):
         raise ValueError(f"unknown format {args.format!r}: use one of {', '.join(references.FORMATS)}, or a .csl file")
     if args.question:
-        metas = _cited(kb, kb.ask(args.question))
+        metas = references.cited(kb.ask(args.question), kb.document)
     else:
         missing = [d for d in args.doc_ids if kb.document(d) is None]
         if missing:

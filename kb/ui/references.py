@@ -3,10 +3,12 @@ by default, or any .csl file), and as BibTeX or RIS for a reference manager."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from kb.records import DocumentMeta
+from kb.records import Answer, Document, DocumentMeta
 
 STYLES = ("harvard",)
 FORMATS = ("harvard", "bibtex", "ris", "csl-json")
@@ -33,6 +35,11 @@ def _name(author: str) -> dict:
     return {"family": parts[-1], "given": " ".join(parts[:-1])}
 
 
+def cited(answer: Answer, document: Callable[[str], Document | None]) -> list[DocumentMeta]:
+    """The documents an answer cites, in the order first cited (``document``: doc id → Document)."""
+    return [doc.meta for d in dict.fromkeys(c.doc_id for c in answer.citations) if (doc := document(d))]
+
+
 def csl_item(meta: DocumentMeta) -> dict:
     item = {"id": meta.doc_id, "type": _CSL.get(meta.type, "report"), "title": meta.title,
             "author": [_name(a) for a in meta.authors]}
@@ -46,6 +53,7 @@ def csl_item(meta: DocumentMeta) -> dict:
 
 def styled(metas: list[DocumentMeta], style: str | Path = "harvard") -> list[str]:
     """Each document as a plain-text reference in the style (a name of ``STYLES`` or a .csl file)."""
+    import citeproc  # a fifth of a second: only when references are asked for
     from citeproc import Citation, CitationItem, CitationStylesBibliography, CitationStylesStyle, formatter
     from citeproc.source.json import CiteProcJSON
 
@@ -53,7 +61,7 @@ def styled(metas: list[DocumentMeta], style: str | Path = "harvard") -> list[str
         return []
     path = Path(style)
     if path.suffix != ".csl":
-        path = Path(__import__("citeproc").__file__).parent / "data" / "styles" / "harvard-cite-them-right.csl"
+        path = Path(citeproc.__file__).parent / "data" / "styles" / "harvard-cite-them-right.csl"
     items = [_for_citeproc(csl_item(m)) for m in metas]
     bibliography = CitationStylesBibliography(CitationStylesStyle(str(path), validate=False), CiteProcJSON(items),
                                               formatter.plain)
@@ -102,6 +110,5 @@ def export(metas: list[DocumentMeta], fmt: str) -> str:
     if fmt == "ris":
         return ris(metas)
     if fmt == "csl-json":
-        import json
         return json.dumps([csl_item(m) for m in metas], ensure_ascii=False, indent=1) + "\n"
     return "\n".join(styled(metas, fmt)) + ("\n" if metas else "")
