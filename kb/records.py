@@ -189,6 +189,7 @@ class Concept:
     label: str
     scheme: str
     alt_labels: list[str] = field(default_factory=list)
+    hidden_labels: list[str] = field(default_factory=list)  # words that name it in questions, never linked in text
     definition: str = ""
     broader: list[str] = field(default_factory=list)
     narrower: list[str] = field(default_factory=list)

@@ -240,7 +240,7 @@ def test_prompt_injection_changes_neither_format_nor_checks(corpus_kb):
 
 
 def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(corpus_kb, new_kb, tmp_path):
-    from kb.search.answer import candidate_sentences
+    from kb.search.quotes import candidates as quotable
 
     emb = corpus_kb.embedder
     texts = ["pooled budgets in Barnet", "a shared purpose", "pooled budgets in Barnet"]
@@ -259,16 +259,19 @@ def test_the_embedder_remembers_short_texts_and_returns_what_the_model_returns(c
     kb = new_kb()
     assert kb.ingest([tmp_path / "note.txt"], progress=False).ok
     hit = kb.search("shared purpose", k=1).hits[0]
-    candidates = candidate_sentences([hit])
-    assert [c.text for c in candidates] == ["Leaders in Wigan agreed a shared purpose over two long years of talks.",
-                                           "They pooled budgets for older people and measured what changed."]
+    candidates = quotable([hit])
+    assert [c.core_text for c in candidates] == ["Leaders in Wigan agreed a shared purpose over two long years of talks.",
+                                                "They pooled budgets for older people and measured what changed."]
+    # "They…" is quoted with the sentence it points back to.
+    assert candidates[1].text == "Leaders in Wigan agreed a shared purpose over two long years of talks. " \
+                                 "They pooled budgets for older people and measured what changed."
     stored = kb.store.sentence_vectors([hit.passage.chunk_id])
-    assert sorted((r.start, r.end) for r in stored) == [(c.start, c.end) for c in candidates]
+    assert sorted((r.start, r.end) for r in stored) == [c.core for c in candidates]
     emb._cache.clear()
     misses = emb.misses
     vectors = kb.answerer.candidate_vectors(candidates)
     assert emb.misses == misses
-    assert abs(vectors - emb._encode([c.text for c in candidates], 64, False)).max() < 1e-5
+    assert abs(vectors - emb._encode([c.core_text for c in candidates], 64, False)).max() < 1e-5
 
 
 def test_unknown_names_are_names_acronyms_and_years_no_passage_contains():

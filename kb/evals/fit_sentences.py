@@ -18,7 +18,7 @@ from kb.config import PROJECT_ROOT, Settings
 from kb.evals.gold import load_gold
 from kb.evals.metrics import Span, judge
 from kb.knowledge import KnowledgeBase
-from kb.search.answer import candidate_sentences
+from kb.search.quotes import candidates as quotable
 from kb.search.sentence_rank import probabilities
 from kb.search.tuning import TUNING
 
@@ -53,11 +53,11 @@ def examples(kb: KnowledgeBase, gold_path: Path) -> list[Example]:
             continue
         vector = kb.embedder.encode([q.question])[0]
         hits = kb.retriever.search(q.question, k=TUNING.source_passages, vector=vector).hits
-        candidates = candidate_sentences(hits)
+        candidates = quotable(hits)
         if not candidates:
             continue
         sims = answerer.candidate_vectors(candidates) @ vector
-        labels = np.array([bool(judge([Span(c.hit.passage.doc_id, c.start, c.end)], q.spans())[0]) for c in candidates], float)
+        labels = np.array([bool(judge([Span(c.hit.passage.doc_id, *c.core)], q.spans())[0]) for c in candidates], float)
         rows = answerer.feature_rows(q.question, candidates, sims)
         out.append(Example(rows, labels))
     return out
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     evals = PROJECT_ROOT / "evals"
     parser = argparse.ArgumentParser(prog="python -m kb.evals.fit_sentences", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
-    parser.add_argument("--train", type=Path, nargs="+", default=[evals / "gold.jsonl", evals / "heldout.jsonl"])
-    parser.add_argument("--test", type=Path, nargs="*", default=[evals / "fresh.jsonl", evals / "fourth.jsonl"])
+    parser.add_argument("--train", type=Path, nargs="+", default=[evals / "gold.jsonl"])
+    parser.add_argument("--test", type=Path, nargs="*", default=[evals / "heldout.jsonl", evals / "fresh.jsonl", evals / "fourth.jsonl"])
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))
     sets = {p: examples(kb, p) for p in [*args.train, *args.test]}

@@ -1,7 +1,8 @@
 """The answer lint: defects a reader trips over, found without a reader.
 
-Each check looks at the quotes an answer is made of (in order, with their offsets), so an opener like
-"This…" counts only when the sentence before it in the document is not the quote before it.
+The checks of sentences look at the quotes an answer is made of (in order, with their offsets), so an
+opener like "This…" counts only when the sentence before it in the document is not the quote before
+it; glued marks and acronyms are looked for in what the reader reads, the answer's text.
 """
 
 from __future__ import annotations
@@ -9,29 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-LINTS = ("unbalanced", "opener", "heading", "list-fragment", "glued", "repeated", "cut", "acronym")
-# Acronyms a leader in UK public services reads without a gloss.
-COMMON_ACRONYMS = {"NHS", "UK", "US", "USA", "EU", "GP", "GPs", "A&E", "CEO", "CEOs", "HR", "IT", "TV", "BBC", "OK"}
+from kb.search.quotes import COMMON_ACRONYMS, REFERS, is_table, unbalanced
 
-_OPENER = re.compile(r"^(This|These|That|Those|Such|It|Its|They|Their|He|She|Both|A further|Further|Also|However|"
-                     r"But|And|So|Then|Here|There)\b")
+LINTS = ("unbalanced", "opener", "heading", "list-fragment", "glued", "repeated", "cut", "acronym")
+
 _END = re.compile(r"[.!?…][\"'”’)\]]*$")
 _GLUED = re.compile(r"\b[A-Za-z][a-z]{2,}\d{1,3}\b|[a-z,;:](?:https?://|www\.)")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
-_APOSTROPHE = re.compile(r"(?<=\w)[’'](?=\w)|(?<=s)[’'](?=\s|$)")
-
-
-def unbalanced(text: str) -> bool:
-    """Quotation marks or brackets that open and do not close, or close and did not open."""
-    bare = _APOSTROPHE.sub("", text)
-    pairs = (("“", "”"), ("‘", "’"), ("(", ")"), ("[", "]"))
-    return bare.count('"') % 2 == 1 or any(bare.count(a) != bare.count(b) for a, b in pairs)
 
 
 def heading_like(quote: str) -> bool:
     """A heading or label standing as a sentence: short, with no sentence end."""
     words = quote.split()
-    return len(words) <= 12 and not _END.search(quote.strip()) and not quote.strip().endswith(":")
+    return not is_table(quote) and len(words) <= 12 and not _END.search(quote.strip()) and not quote.strip().endswith(":")
 
 
 def list_fragment(quote: str) -> bool:
@@ -48,15 +39,16 @@ def cut(quote: str) -> bool:
 
 
 def unexplained_acronyms(answer: str, known: Iterable[str] = COMMON_ACRONYMS) -> set[str]:
-    """Acronyms the answer uses and never spells out ("Clinical Commissioning Groups (CCGs)" spells one out)."""
+    """Acronyms the answer uses and never spells out (a plural counts as its singular)."""
     known = set(known)
     found = set()
     for m in _ACRONYM.finditer(answer):
         word = m.group(0)
         if word in known or word.rstrip("s") in known or len(word.rstrip("s")) < 2 or re.fullmatch(r"[IVXLC]+", word):
             continue  # known, too short, or a Roman numeral ("Part II")
-        if re.search(rf"\(\s*{re.escape(word)}\s*\)", answer) or re.search(rf"{re.escape(word)}\s*\(", answer):
-            continue
+        base = re.escape(word.rstrip("s"))
+        if re.search(rf"\(\s*{base}s?\s*\)|\b{base}s?\s*(?:\(|\[[^\d\]])|\bacronym {base}\b", answer):
+            continue  # spelt out: "Groups (CCGs)", "CCGs (Clinical…)", "CCGs [clinical…]", "the acronym VUCA"
         found.add(word)
     return found
 
@@ -73,7 +65,7 @@ def lint_answer(answer: str, citations: Sequence, known_acronyms: Iterable[str] 
         q = " ".join(c.quote.split())
         before = citations[i - 1] if i else None
         follows = before is not None and before.doc_id == c.doc_id and 0 <= c.start - before.end <= 3
-        if _OPENER.match(q) and not follows:
+        if REFERS.match(q) and not follows:
             defects.add("opener")
         if list_fragment(q):
             defects.add("list-fragment")
@@ -81,11 +73,11 @@ def lint_answer(answer: str, citations: Sequence, known_acronyms: Iterable[str] 
             defects.add("heading")
         if cut(q) and not follows:
             defects.add("cut")
-        if _GLUED.search(q):
-            defects.add("glued")
         if q in seen:
             defects.add("repeated")
         seen.add(q)
+    if _GLUED.search(answer):
+        defects.add("glued")
     if unexplained_acronyms(answer, known_acronyms):
         defects.add("acronym")
     return defects

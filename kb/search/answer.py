@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ingest.chunk import heading_breaks, quotable_sentences
 from kb.embed import Embedder
-from kb.records import Answer, Citation, Filters, Hit
+from kb.records import Answer, Citation, Filters
 from kb.search.llm import llm_answer
+from kb.search.question import BARRIER, Part, parts
+from kb.search.quotes import Candidate, candidates as quotable, defined_acronyms, merged, readable, spell_out, within
 from kb.search.retrieval import Retriever
-from kb.search.sentence_rank import Candidate, candidate_rows, probabilities
+from kb.search.sentence_rank import candidate_rows, probabilities
 from kb.search.tuning import TUNING
 from kb.stores.vectors import PassageStore
 from kb.vocab.linking import Linker
@@ -29,29 +30,15 @@ NO_ANSWER = ("The knowledge base has little on this question, so there is no ans
              "confidence. The nearest passages are listed below.")
 
 
-def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
-    """Whole sentences of the top passages, each with its exact offsets; overlaps counted once."""
-    out: list[Candidate] = []
-    seen: set[tuple[str, int]] = set()
-    for hit in hits:
-        doc = hit.document
-        if doc is None:
-            continue
-        for span in quotable_sentences(doc.text, hit.passage.start, hit.passage.end, heading_breaks(doc)):
-            if (doc.meta.doc_id, span.start) in seen:
-                continue
-            seen.add((doc.meta.doc_id, span.start))
-            out.append(Candidate(hit, span.start, span.end, doc.text[span.start:span.end]))
-    return out
-
-
 def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = TUNING.mmr_lambda, floor: float = 0.0,
-        groups: list[str] | None = None, same_group: float = 0.0) -> list[int]:
-    """Maximal marginal relevance: relevant to the question, unlike what is already chosen.
+        groups: list[str] | None = None, same_group: float = 0.0, chosen: list[int] | None = None,
+        allowed: Callable[[int, list[int]], bool] | None = None) -> list[int]:
+    """Maximal marginal relevance: relevant to the question, unlike what is already ``chosen``.
 
-    With ``groups`` (each item's passage), two items of one group count as at least ``same_group`` alike."""
-    chosen: list[int] = []
-    remaining = [i for i in range(len(query_sims)) if query_sims[i] >= floor]
+    With ``groups`` (each item's passage), two items of one group count as at least ``same_group``
+    alike; ``allowed(i, chosen)`` can rule an item out given what is chosen."""
+    chosen = list(chosen or [])
+    remaining = [i for i in range(len(query_sims)) if query_sims[i] >= floor and i not in chosen]
 
     def alike(i: int, j: int) -> float:
         sim = float(vectors[i] @ vectors[j])
@@ -62,19 +49,37 @@ def mmr(query_sims: np.ndarray, vectors: np.ndarray, k: int, lam: float = TUNING
             redundancy = max((alike(i, j) for j in chosen), default=0.0)
             return lam * float(query_sims[i]) - (1 - lam) * redundancy
         best = max(remaining, key=gain)
-        chosen.append(best)
         remaining.remove(best)
+        if allowed is None or allowed(best, chosen):
+            chosen.append(best)
     return chosen
 
 
-def compose(picked: list[Candidate]) -> tuple[str, list[Citation]]:
-    """Order the picked sentences by source and position, number them, and cite each one."""
+def one_per_part(by_part: list[np.ndarray], floor: float, allowed: Callable[[int, list[int]], bool]) -> list[int]:
+    """For each part of a question, in order, the candidate that best answers it (if any is close enough)."""
+    chosen: list[int] = []
+    for scores in by_part:
+        for i in np.argsort(-scores):
+            if scores[i] < floor:
+                break
+            if int(i) in chosen:
+                break  # the best for this part already answers an earlier one
+            if allowed(int(i), chosen):
+                chosen.append(int(i))
+                break
+    return chosen
+
+
+def compose(picked: list[Candidate], glossary: dict[str, str] | None = None) -> tuple[str, list[Citation]]:
+    """Order the picked quotes as the evidence runs (by passage, then position), number them, cite
+    each one, and show each as a reader reads it (:func:`kb.search.quotes.readable`)."""
     order = sorted(picked, key=lambda c: (c.hit.rank, c.start))
     citations, parts = [], []
     for n, c in enumerate(order, 1):
         citations.append(Citation.of(n, c.hit.passage.chunk_id, c.hit.document, c.start, c.end))
-        parts.append(f"{' '.join(c.text.split())} [{n}]")
-    return " ".join(parts), citations
+        parts.append(f"{readable(c.text)} [{n}]")
+    answer = " ".join(parts)
+    return (spell_out(answer, glossary) if glossary else answer), citations
 
 
 # A question asking for an amount of money, or for how much something changed, and what gives one.
@@ -95,7 +100,8 @@ def missing_amount(question: str, quotes: list[str]) -> str:
     text = " ".join(quotes)
     if _ASKS_MONEY.search(question) and not _MONEY.search(text):
         return "an amount of money"
-    if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or _MONEY.search(text)):
+    about_money = bool(re.search(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", question, re.I))
+    if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or (about_money and _MONEY.search(text))):
         return "the size of the change"
     return ""
 
@@ -124,12 +130,12 @@ class Answerer:
         self.make_llm = make_llm  # the optional answer writer that KB_LLM names
 
     def candidate_vectors(self, candidates: list[Candidate]) -> np.ndarray:
-        """The candidates' vectors: stored at ingestion, so only sentences of a passage stored by an
-        older version (or read while an ingestion replaces it) are encoded now."""
+        """The vectors of the candidates' core sentences: stored at ingestion, so only sentences of a
+        passage stored by an older version (or read while an ingestion replaces it) are encoded now."""
         stored = {(r.doc_id, r.start, r.end): v
                   for r, v in self.vectors.sentence_vectors(list({c.hit.passage.chunk_id for c in candidates})).items()}
-        keys = [(c.hit.passage.doc_id, c.start, c.end) for c in candidates]
-        todo = [c.text for c, key in zip(candidates, keys) if key not in stored]
+        keys = [(c.hit.passage.doc_id, *c.core) for c in candidates]
+        todo = [c.core_text for c, key in zip(candidates, keys) if key not in stored]
         fresh = iter(self.embedder.encode(todo)) if todo else iter(())
         return np.stack([stored[key] if key in stored else next(fresh) for key in keys])
 
@@ -166,21 +172,60 @@ class Answerer:
                 written.passages = hits[:k]
                 return written
             notes = ["the LLM's answer had no supported sentence; showing the extractive answer"]
-        candidates = candidate_sentences(hits[:TUNING.source_passages])
+        candidates = quotable(hits[:TUNING.source_passages])
         if not candidates:
             return Answer(question, False, NO_ANSWER, passages=hits[:k])
-        vectors = self.candidate_vectors(candidates)
-        # One far below the best is left out. Relative to the best, so that MMR weighs relevance
-        # against repetition the same way for every question.
-        relevance = probabilities(self.feature_rows(question, candidates, vectors @ vector))
-        relevance = relevance / relevance.max()
-        passages = [c.hit.passage.chunk_id for c in candidates]
-        picked = [candidates[i] for i in mmr(relevance, vectors, TUNING.max_sentences, floor=TUNING.sentence_floor,
-                                             groups=passages, same_group=TUNING.same_passage)]
+        picked = merged([candidates[i] for i in self.choose(question, vector, candidates)])
         amount = missing_amount(question, [c.text for c in picked])
         if amount:
             return Answer(question, False, f"The passages found do not state {amount}, which the question asks for, "
                           "so there is no answer to give; the closest passages are listed below.", passages=hits[:k],
                           notes=[f"the question asks for {amount}; no sentence picked gives one"])
-        text, citations = compose(picked)
+        text, citations = compose(picked, self.glossary(picked))
         return Answer(question, True, text, citations, passages=hits[:k], notes=notes)
+
+    def relevance(self, question: str, vector: np.ndarray, candidates: list[Candidate],
+                  vectors: np.ndarray) -> np.ndarray:
+        """Each candidate's chance of answering ``question``, relative to the best candidate's."""
+        p = probabilities(self.feature_rows(question, candidates, vectors @ vector))
+        return p / p.max()
+
+    def choose(self, question: str, vector: np.ndarray, candidates: list[Candidate]) -> list[int]:
+        """The candidates an answer quotes: the best for each part of the question, then the most
+        relevant of the rest unlike those (MMR); never one inside another or two that say the same thing
+        (quotes that overlap are joined afterwards)."""
+        vectors = self.candidate_vectors(candidates)
+        asked = parts(question)
+        relevance = self.relevance(question, vector, candidates, vectors)
+        if any(p.kind == "whether" for p in asked):
+            # "Did any place…?" wants the place that did before the reasons none did.
+            relevance = relevance * np.array([TUNING.barrier_weight if BARRIER.search(c.core_text) else 1.0
+                                              for c in candidates])
+
+        def allowed(i: int, chosen: list[int]) -> bool:
+            return all(not within(candidates[i], candidates[j]) and float(vectors[i] @ vectors[j]) < TUNING.duplicate
+                       for j in chosen)
+
+        chosen: list[int] = []
+        if len(asked) > 1:
+            part_vectors = self.embedder.encode([p.text for p in asked])
+            by_part = [TUNING.part_weight * self.relevance(p.text, v, candidates, vectors)
+                       + (1 - TUNING.part_weight) * relevance for p, v in zip(asked, part_vectors)]
+            chosen = one_per_part(by_part, TUNING.sentence_floor, allowed)
+        passages = [c.hit.passage.chunk_id for c in candidates]
+        return mmr(relevance, vectors, max(TUNING.max_sentences, len(chosen)), floor=TUNING.sentence_floor,
+                   groups=passages, same_group=TUNING.same_passage, chosen=chosen, allowed=allowed)
+
+    def glossary(self, picked: list[Candidate]) -> dict[str, str]:
+        """Acronyms and their long forms: the ontology's, then those the quoted documents define."""
+        found = dict(self._ontology_acronyms())
+        for c in picked:
+            if c.hit.document is not None:
+                found.update(defined_acronyms(c.hit.document.text))
+        return found
+
+    def _ontology_acronyms(self) -> dict[str, str]:
+        if not hasattr(self, "_acronyms"):
+            self._acronyms = {alt: c.label for c in self.ontology.concepts.values() for alt in c.alt_labels
+                              if re.fullmatch(r"[A-Z][A-Z&]{1,5}", alt) and c.label != alt}
+        return self._acronyms

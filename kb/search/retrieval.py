@@ -165,7 +165,7 @@ class Retriever:
         self._load()
         if self._vocab_stamp != self.keyword.stamp:
             words = {w for c in self.ontology.concepts.values()
-                     for label in (c.label, *c.alt_labels) for w in re.findall(r"[a-z0-9]+", label.lower())}
+                     for label in (c.label, *c.alt_labels, *c.hidden_labels) for w in re.findall(r"[a-z0-9]+", label.lower())}
             for p, m in zip(self.keyword.passages, self.keyword.meta):
                 words.update(re.findall(r"[a-z0-9]+", f"{m.get('title', '')} {p.text}".lower()))
             self._vocabulary, self._vocab_stamp = words, self.keyword.stamp

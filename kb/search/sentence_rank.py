@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
 import numpy as np
 
-from kb.records import Hit
+from kb.search.question import parts
+from kb.search.quotes import POINTER, Candidate
+from kb.search.tuning import TUNING
 from kb.stores.keyword import bm25_tokens
 from kb.vocab.linking import Linker
 from kb.vocab.ontology import Ontology
 
 FEATURES = ("similarity", "below_best", "inverse_rank", "passage_similarity", "word_overlap",
-            "figure_for_quantity")
-# Fitted by `python -m kb.evals.fit_sentences` on evals/gold.jsonl and evals/heldout.jsonl.
-WEIGHTS = (1.68, 2.57, 2.5, -0.68, 3.73, 1.22)
-BIAS = -5.49
+            "figure_for_quantity", "answer_cue", "pointer", "about_document", "length")
+# Fitted by `python -m kb.evals.fit_sentences` on evals/gold.jsonl.
+WEIGHTS = (2.6, 2.39, 2.43, -0.83, 3.95, 0.87, 0.33, 0.15, -0.65, 0.59)
+BIAS = -6.27
 
 QUANTITY = re.compile(r"\b(how (much|many)|what (percentage|proportion|number|amount|size)|by how much)\b", re.I)
 FIGURE = re.compile(r"[£$%]|\b\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
@@ -44,11 +44,20 @@ def word_overlap(question_terms: Sequence[str], sentence_terms: Sequence[str], i
     return sum(idf.get(t, 0.0) for t in wanted if t in present) / total
 
 
+# The capitalised words of a question after its first: the names in it.
+NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w’'-]*")
+# A sentence about the document itself rather than its subject: "In this section we review…".
+ABOUT_DOCUMENT = re.compile(r"^(?:In )?(?:this|the present|the following) (?:section|paper|chapter|report|summary|"
+                            r"source paper|synthesis|study|review|document)\b|\bwe (?:describe|review|report|present|"
+                            r"discuss|outline|consider|summarise|set out)\b", re.I)
+
+
 def features(question: str, texts: Sequence[str], sims: np.ndarray, ranks: Sequence[int],
              passage_sims: Sequence[float], overlaps: Sequence[float]) -> np.ndarray:
     """One row per candidate sentence, in the order of ``FEATURES``."""
     sims = np.asarray(sims, dtype=float)
     quantity = 1.0 if QUANTITY.search(question) else 0.0
+    asked = parts(question)
     return np.column_stack([
         sims,
         sims - (sims.max() if len(sims) else 0.0),
@@ -56,6 +65,10 @@ def features(question: str, texts: Sequence[str], sims: np.ndarray, ranks: Seque
         np.asarray(passage_sims, dtype=float),
         np.asarray(overlaps, dtype=float),
         [quantity * bool(FIGURE.search(t)) for t in texts],
+        [float(any(p.cue(t) for p in asked)) for t in texts],
+        [float(bool(POINTER.match(t))) for t in texts],
+        [float(bool(ABOUT_DOCUMENT.search(t))) for t in texts],
+        [min(1.0, len(t.split()) / 30) for t in texts],
     ])
 
 
@@ -63,28 +76,23 @@ def probabilities(rows: np.ndarray, weights: Sequence[float] = WEIGHTS, bias: fl
     return 1.0 / (1.0 + np.exp(-(rows @ np.asarray(weights) + bias)))
 
 
-@dataclass
-class Candidate:
-    """A whole sentence of a found passage, at its exact offsets in the document's canonical text."""
-
-    hit: Hit
-    start: int
-    end: int
-    text: str
-
-
 def candidate_rows(question: str, candidates: list[Candidate], sims: np.ndarray, *,
                    idf: Callable[[list[str]], dict[str, float]], linker: Linker, ontology: Ontology) -> np.ndarray:
     """The feature rows of a question's candidate sentences (``idf`` gives the keyword index's term weights)."""
-    tokens = bm25_tokens([question] + [c.text for c in candidates])
+    texts = [c.core_text for c in candidates]
+    tokens = bm25_tokens([question] + texts)
     weights = idf(sorted(set(tokens[0])))
+    # Place and programme names narrow the evidence (search has done that); they do not say which
+    # sentence answers, so they weigh less than the words of what is asked.
+    names = set(bm25_tokens([" ".join(NAME.findall(question))])[0])
+    weights = {t: w * (TUNING.name_weight if t in names else 1.0) for t, w in weights.items()}
     # What the question names, each with the question's words that named it and everything narrower.
     named = [(m.concept_id, bm25_tokens([m.label])[0], ontology.narrower_closure(m.concept_id))
              for m in linker.concepts.find(question) + linker.places.find(question)]
     overlaps = []
     for c, terms in zip(candidates, tokens[1:]):
-        ids = set(linker.concepts.ids(c.text) + linker.places.ids(c.text))
+        ids = set(linker.concepts.ids(c.core_text) + linker.places.ids(c.core_text))
         covered = [t for _, label_terms, family in named if ids & family for t in label_terms]
         overlaps.append(word_overlap(tokens[0], terms, weights, covered))
-    return features(question, [c.text for c in candidates], sims, [c.hit.rank for c in candidates],
+    return features(question, texts, sims, [c.hit.rank for c in candidates],
                     [c.hit.similarity or 0.0 for c in candidates], overlaps)

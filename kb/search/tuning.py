@@ -23,9 +23,9 @@ class Tuning:
     linked_weight: float = 0.2
     # A concept or place linked to more than this share of passages is too common to steer a search.
     common_share: float = 0.05
-    # Below this cosine similarity between the question and its best passage, no answer is given
-    # (calibrated on the gold set's answerable and no-answer questions).
-    answer_threshold: float = 0.30
+    # Below this cosine similarity between the question and its best passage, no answer is given:
+    # the highest that declines no answerable question of the four sets (`python -m kb.evals.calibrate`).
+    answer_threshold: float = 0.252
     # Answer sentences: at most this many, from the top passages, picked by MMR.
     max_sentences: int = 3
     source_passages: int = 6
@@ -35,6 +35,15 @@ class Tuning:
     same_passage: float = 0.8
     # A sentence less likely to answer than this share of the best one's chance is not picked.
     sentence_floor: float = 0.1
+    # The weight of a question's names (capitalised words) among its words when sentences are matched to it.
+    name_weight: float = 0.3
+    # For each part of a two-part question, a sentence is scored by this share of its fit to the part
+    # and the rest of its fit to the whole question.
+    part_weight: float = 0.7
+    # In a "did anyone…" question, a sentence about barriers counts this share of its relevance.
+    barrier_weight: float = 0.5
+    # Two sentences this alike (cosine) say the same thing: only one is quoted.
+    duplicate: float = 0.9
     # An LLM's sentence is kept only when a sentence of the passage it cites is this close to it.
     llm_support: float = 0.6
 

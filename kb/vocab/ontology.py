@@ -72,6 +72,7 @@ class Ontology:
                 id=slug(node), uri=str(node), label=_text(graph, node, SKOS.prefLabel) or slug(node),
                 scheme=scheme,
                 alt_labels=sorted({str(o) for o in graph.objects(node, SKOS.altLabel)}),
+                hidden_labels=sorted({str(o) for o in graph.objects(node, SKOS.hiddenLabel)}),
                 definition=_text(graph, node, SKOS.definition),
                 broader=sorted({slug(o) for o in graph.objects(node, SKOS.broader)}
                                | {slug(s) for s in graph.subjects(SKOS.narrower, node)}),

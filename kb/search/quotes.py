@@ -1,0 +1,274 @@
+"""What an answer can quote: whole thoughts, not headings, labels or half a quotation.
+
+A quote is always ``text[start:end]`` of a document's canonical text. It is built around one sentence
+(its *core*, which is what is scored against the question): a sentence opening with a pointer to the
+one before ("This…", "Such…") brings that sentence, a quotation runs from its opening mark to its
+closing one, and a "But…" that follows stays with its sentence. Headings, labels, list fragments,
+table rows and the document's own questions are never quoted. What the reader sees leaves out
+footnote marks, links and cross-references glued into the quote, and spells out its acronyms.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ingest.chunk import heading_breaks, quotable_sentences
+from kb.records import Document, Hit
+
+# A sentence opening like this leans on the one before it.
+POINTER = re.compile(r"^(?:This|These|That|Those|Such|It|Its|They|Their|Them|He|She|His|Her|Both|A further|Further|"
+                     r"Also|However|But|And|Yet|So|Then|Here|There|Thus|Hence|Therefore|Similarly|Likewise|"
+                     r"Moreover|Indeed|In addition|As a result|In turn|Instead|Again|Meanwhile)\b")
+# Of those, the ones that stand for something in the sentence before, and say nothing without it: a
+# bare pronoun ("This meant…", "They agreed…", "Such was…"), not a determiner ("This study shows…").
+REFERS = re.compile(r"^(?:(?:This|These|That|Those)(?=\s+(?:is|was|are|were|has|have|had|may|might|can|could|will|"
+                    r"would|should|must|means?|meant|led|required|included?|involved|made|gave|helped|allowed|"
+                    r"enabled|in|of|also|all|alone|approach|way)\b|[,.;:])|Such\b(?!\s+as\b)|They|Them|He|She|"
+                    r"Both\s+(?:were|are|have|had)|A further|Here)\b")
+# A sentence opening like this turns the one before it round, so the two are quoted together.
+CONTRAST = re.compile(r"^[(\[]?(?:but|however|yet|although|though|that said|even so|nevertheless)\b", re.I)
+_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\d{1,2})?$")
+_APOSTROPHE = re.compile(r"(?<=\w)[’'](?=\w)")
+# Where the sentences read at ingestion are cut again: at blank lines, and after a sentence's end
+# that a footnote mark hid ("…change.”19 Analogies…").
+_CUT = re.compile(r"\n[ \t]*\n\s*|(?<=[.!?][”’\"')])\d{1,3}\s+(?=[A-Z“‘])|(?<=[a-z][.!?])\d{1,3}\s+(?=[A-Z“‘])")
+_ITEM_MARK = re.compile(r"- |\d{1,3} (?=[A-Z])")
+_CLOSING = "\"'”’)]"
+MAX_QUOTE_WORDS = 90
+
+
+def unbalanced(text: str) -> bool:
+    """Quotation marks or brackets that open and do not close, or close and did not open. An
+    apostrophe inside a word is not a mark, and one after an "s" closes a quote only when one is open."""
+    bare = _APOSTROPHE.sub("", text)
+    if bare.count('"') % 2 == 1 or any(bare.count(a) != bare.count(b) for a, b in (("“", "”"), ("(", ")"), ("[", "]"))):
+        return True
+    open_single = 0
+    for i, ch in enumerate(bare):
+        if ch in "‘":
+            open_single += 1
+        elif ch in "’":
+            if open_single:
+                open_single -= 1
+            elif bare[i - 1:i] != "s":
+                return True
+    return open_single > 0
+
+
+def is_table(text: str) -> bool:
+    """Rows of a table as ingestion keeps them: every line "cell | cell"."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return bool(lines) and all(" | " in line for line in lines)
+
+
+def stands_alone(text: str) -> bool:
+    """A sentence a reader takes as a statement: it ends as a sentence does, has at least six words and
+    is mostly words; not a heading, label, list fragment, table row or a question the document asks."""
+    if is_table(text):
+        rows = [line for line in text.splitlines() if line.strip()]
+        return len(rows) >= 2 and any(ch.isdigit() for ch in text)  # a header and a row of figures
+    t = " ".join(text.split())
+    t = t[m.end():] if (m := _ITEM_MARK.match(t)) else t
+    words = t.split()
+    if len(words) < 6 or not _END.search(t) or " | " in t:
+        return False
+    if t.rstrip("\"'”’)]").endswith("?") and not t.startswith(("“", '"', "‘", "'")):
+        return False
+    letters = sum(ch.isalpha() for ch in t)
+    lower = sum(w[0].islower() for w in words)  # a label is all capitals: "Children’s Services, Bradford Council."
+    return letters >= 0.6 * len(t.replace(" ", "")) and not t[0].islower() and lower >= 3
+
+
+@dataclass
+class Candidate:
+    """A quote an answer may use: ``text == document.text[start:end]``, built around the sentence
+    ``core`` (offsets too), which is what is scored against the question."""
+
+    hit: Hit
+    start: int
+    end: int
+    text: str
+    core: tuple[int, int] = (0, 0)
+
+    @property
+    def core_text(self) -> str:
+        doc = self.hit.document
+        return doc.text[self.core[0]:self.core[1]] if doc is not None else self.text
+
+
+def _pieces(text: str, start: int, end: int, breaks: list[int]) -> list[tuple[int, int, int]]:
+    """The document's sentences over ``[start, end)`` as (start, end, end of the stored sentence),
+    cut again where ``_CUT`` says (a heading the reader did not mark runs into the sentence under it
+    otherwise), and each with the closing marks that follow its end ("…see us.”)."""
+    out = []
+    for span in quotable_sentences(text, start, end, breaks):
+        cursor = span.start
+        for m in _CUT.finditer(text, span.start, span.end):
+            line_end = text.find("\n", m.end(), span.end)
+            if is_table(text[cursor:m.start()]) and is_table(text[m.end():line_end if line_end >= 0 else span.end]):
+                continue  # the rows of one table stay together
+            out.append((cursor, m.start(), m.start()))
+            cursor = m.end()
+        stop = span.end
+        while stop < len(text) and text[stop] in _CLOSING and text[stop - 1] in ".!?…" + _CLOSING:
+            stop += 1
+        out.append((cursor, stop, span.end))
+    return out
+
+
+def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, int] | None:
+    """The quote around sentence ``i`` of ``spans`` (see the module's docstring), or None when the
+    sentence cannot be quoted whole: it points back to a heading, or its quotation marks never pair up."""
+    def sentence(j: int) -> str:
+        return text[spans[j][0]:spans[j][1]]
+
+    a, b = i, i
+    while POINTER.match(sentence(a)):
+        if a > 0 and a >= i - 1 and stands_alone(sentence(a - 1)):
+            a -= 1
+        elif REFERS.match(sentence(a)):
+            return None  # "This…" with nothing quotable before it
+        else:
+            break  # a connective ("So, for example…") reads on its own
+    if unbalanced(text[spans[a][0]:spans[b][1]]):
+        for a2, b2 in [(a, b + n) for n in (1, 2, 3)] + [(a - n, b) for n in (1, 2, 3)]:
+            if 0 <= a2 and b2 < len(spans) and not unbalanced(text[spans[a2][0]:spans[b2][1]]):
+                a, b = a2, b2
+                break
+        else:
+            return None
+    whole = b
+    if b + 1 < len(spans) and CONTRAST.match(sentence(b + 1)) and stands_alone(sentence(b + 1)) \
+            and not unbalanced(sentence(b + 1)):
+        b += 1
+    options = [(spans[a][0], spans[b][1]), (spans[a][0], spans[whole][1])]
+    if not REFERS.match(sentence(i)):
+        options.append((spans[i][0], spans[i][1]))  # too long with its neighbours, and clear without them
+    for start, end in options:
+        if len(text[start:end].split()) <= MAX_QUOTE_WORDS and not unbalanced(text[start:end]):
+            return start, end
+    return None
+
+
+def candidates(hits: list[Hit]) -> list[Candidate]:
+    """Every quotable whole thought of the given passages, each once."""
+    out: list[Candidate] = []
+    seen: set[tuple[str, int]] = set()
+    for hit in hits:
+        doc = hit.document
+        if doc is None:
+            continue
+        text, p = doc.text, hit.passage
+        # The neighbours of the passage's first and last sentences lie outside it.
+        spans = _pieces(text, max(0, p.start - 1500), min(len(text), p.end + 1500), heading_breaks(doc))
+        for i, (s, e, stored_end) in enumerate(spans):
+            if s < p.start or stored_end > p.end or (doc.meta.doc_id, s) in seen:
+                continue
+            if not stands_alone(text[s:e]):
+                continue
+            whole = _whole(text, spans, i)
+            if whole is None:
+                continue
+            seen.add((doc.meta.doc_id, s))
+            label = _ITEM_MARK.match(text, whole[0])  # "- " or the number of a list entry or footnote
+            if label:
+                whole = (label.end(), whole[1])
+            out.append(Candidate(hit, whole[0], whole[1], text[whole[0]:whole[1]], (s, stored_end)))
+    return out
+
+
+def overlaps(a: Candidate, b: Candidate, touching: bool = False) -> bool:
+    """Whether two quotes share text (or, ``touching``, one follows the other with only space between)."""
+    gap = 3 if touching else 0
+    return a.hit.passage.doc_id == b.hit.passage.doc_id and a.start < b.end + gap and b.start < a.end + gap
+
+
+def within(a: Candidate, b: Candidate) -> bool:
+    """Whether quote ``a`` adds nothing to ``b``: it lies inside it."""
+    return a.hit.passage.doc_id == b.hit.passage.doc_id and b.start <= a.start and a.end <= b.end
+
+
+def merged(picked: list[Candidate]) -> list[Candidate]:
+    """The picked quotes with those that share text or touch joined into one (as the document reads),
+    unless the second begins on another page: each quote is cited by the page it begins on."""
+    out: list[Candidate] = []
+    for c in sorted(picked, key=lambda c: (c.hit.passage.doc_id, c.start)):
+        last = out[-1] if out else None
+        if last is not None and overlaps(last, c, touching=True) and (
+                c.start < last.end or last.hit.document.page_at(c.start) == last.hit.document.page_at(last.start)):
+            doc = last.hit.document
+            start, end = min(last.start, c.start), max(last.end, c.end)
+            first = last if last.hit.rank <= c.hit.rank else c
+            out[-1] = Candidate(first.hit, start, end, doc.text[start:end], first.core)
+        else:
+            out.append(c)
+    return out
+
+
+# What a reader skips in a quote: footnote marks glued to a word ("Moore29", "(VSC)13,"), links, and
+# the document's cross-references ("(Source Paper 3)", "(see Figure 2)").
+_FOOTNOTE = re.compile(r"(?:(?<=[a-z]{2})|(?<=[A-Za-z][.,;:!?)’”])|(?<=[A-Za-z][.,;:!?)’”][’”)]))\d{1,3}(?=[\s,.;:!?)’”]|$)")
+_LINK = re.compile(r"\s*(?:<)?(?:https?://|www\.)\S+?(?=[.,;:)]?(?:\s|$))>?")
+_CROSS_REFERENCE = re.compile(r"\s*\((?:see\s+)?(?:(?:source|synthesis)\s+paper|section|chapter|figure|fig\.|"
+                              r"table|page|p\.|appendix|annex|box)\b[^()]{0,40}\)|\s*\([A-Z]{1,4},? pp?\.? ?\d+\)", re.I)
+
+
+def readable(quote: str) -> str:
+    """The quote as the answer shows it: one line (a table's rows split by "; "), without footnote
+    marks, links or cross-references."""
+    if is_table(quote):
+        return "; ".join(" ".join(line.split()) for line in quote.splitlines() if line.strip())
+    text = " ".join(quote.split())
+    if text.startswith("- "):
+        text = text[2:]
+    text = _CROSS_REFERENCE.sub("", text)
+    text = _LINK.sub("", text)
+    text = _FOOTNOTE.sub("", text)
+    return re.sub(r"\s+([,.;:!?])", r"\1", text).strip()
+
+
+ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
+# Acronyms a leader in UK public services reads without a gloss.
+COMMON_ACRONYMS = frozenset({"NHS", "UK", "US", "USA", "EU", "GP", "GPs", "A&E", "CEO", "CEOs", "HR", "IT", "TV",
+                             "BBC", "OK", "NW", "NE", "SW", "SE"})
+
+
+def _initials_match(long: str, acronym: str) -> bool:
+    words = [w for w in re.findall(r"[A-Za-z][\w’']*", long) if w.lower() not in {"and", "of", "for", "the", "in"}]
+    initials = "".join(w[0] for w in words).upper()
+    return initials == acronym.replace("&", "")
+
+
+@lru_cache(maxsize=64)
+def defined_acronyms(text: str) -> dict[str, str]:
+    """Acronyms a text spells out itself, "Clinical Commissioning Groups (CCGs)", as acronym → long form."""
+    found: dict[str, str] = {}
+    for m in re.finditer(r"((?:[A-Za-z][\w’'-]*[ \t]+){1,7}?)\(([A-Z][A-Z&]{1,5})s?\)", text):
+        acronym, words = m.group(2), m.group(1).split()
+        for n in range(1, min(len(words), 8) + 1):
+            long = " ".join(words[-n:])
+            if _initials_match(long, acronym):
+                found.setdefault(acronym, long)
+                break
+    return found
+
+
+def spell_out(answer: str, glossary: dict[str, str]) -> str:
+    """Each acronym of the answer that it does not explain, glossed once in square brackets on first use."""
+    done: set[str] = set()
+
+    def gloss(m: re.Match) -> str:
+        word = m.group(0)
+        key = word[:-1] if word.endswith("s") and word[:-1] in glossary else word
+        if key in done or key in COMMON_ACRONYMS or key not in glossary:
+            return word
+        done.add(key)
+        following, before = answer[m.end():m.end() + 3], answer[max(0, m.start() - 1):m.start()]
+        if following.lstrip().startswith(("(", "[")) or before == "(" or \
+                re.search(rf"{re.escape(glossary[key])}\w{{0,2}}\s*\(\s*{key}", answer, re.I):
+            return word
+        return f"{word} [{glossary[key]}]"
+
+    return ACRONYM.sub(gloss, answer)
