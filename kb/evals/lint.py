@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from kb.search.quotes import COMMON_ACRONYMS, REFERS, is_table, unbalanced
+from kb.search.quotes import COMMON_ACRONYMS, is_table, points_back, unbalanced
 
 LINTS = ("unbalanced", "opener", "heading", "list-fragment", "glued", "repeated", "cut", "acronym")
 
@@ -65,7 +65,7 @@ def lint_answer(answer: str, citations: Sequence, known_acronyms: Iterable[str] 
         q = " ".join(c.quote.split())
         before = citations[i - 1] if i else None
         follows = before is not None and before.doc_id == c.doc_id and 0 <= c.start - before.end <= 3
-        if REFERS.match(q) and not follows:
+        if points_back(q) and not follows:
             defects.add("opener")
         if list_fragment(q):
             defects.add("list-fragment")

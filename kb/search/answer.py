@@ -20,7 +20,7 @@ from kb.search.llm import llm_answer
 from kb.search.question import BARRIER, Part, parts
 from kb.search.quotes import Candidate, candidates as quotable, defined_acronyms, merged, readable, spell_out, within
 from kb.search.retrieval import Retriever
-from kb.search.sentence_rank import candidate_rows, probabilities
+from kb.search.sentence_rank import ABOUT_DOCUMENT, candidate_rows, probabilities
 from kb.search.tuning import TUNING
 from kb.stores.vectors import PassageStore
 from kb.vocab.linking import Linker
@@ -120,6 +120,11 @@ def unknown_names(question: str, vocabulary: set[str]) -> list[str]:
     return list(dict.fromkeys(name for name in found if name.lower() not in vocabulary))
 
 
+# A question about the research itself, which sentences about the document may answer.
+_ASKS_ABOUT_STUDY = re.compile(r"\b(?:stud(?:y|ies)|research\w*|case stud\w*|methods?|interview\w*|review\w*|"
+                               r"papers?|reports?|source|commission\w*|authors?|evaluat\w*|synthesis|literature)\b", re.I)
+
+
 class Answerer:
     """Answers from what a retriever finds; sentence vectors come from the store, stored at ingestion."""
 
@@ -197,6 +202,9 @@ class Answerer:
         vectors = self.candidate_vectors(candidates)
         asked = parts(question)
         relevance = self.relevance(question, vector, candidates, vectors)
+        if not _ASKS_ABOUT_STUDY.search(question):
+            # "In this section we review…" answers only a question about the study itself.
+            relevance = relevance * np.array([0.0 if ABOUT_DOCUMENT.search(c.core_text) else 1.0 for c in candidates])
         if any(p.kind == "whether" for p in asked):
             # "Did any place…?" wants the place that did before the reasons none did.
             relevance = relevance * np.array([TUNING.barrier_weight if BARRIER.search(c.core_text) else 1.0

@@ -27,6 +27,28 @@ REFERS = re.compile(r"^(?:(?:This|These|That|Those)(?=\s+(?:is|was|are|were|has|
                     r"would|should|must|means?|meant|led|required|included?|involved|made|gave|helped|allowed|"
                     r"enabled|in|of|also|all|alone|approach|way)\b|[,.;:])|Such\b(?!\s+as\b)|They|Them|He|She|"
                     r"Both\s+(?:were|are|have|had)|A further|Here)\b")
+# Within a sentence's first words, what points back to the sentence before ("The chosen focus for this
+# work…", "Encouraged by this early evidence…", "As a consequence…"); the document itself is no pointer.
+_BACK = re.compile(r"^(?:\S+\s+){0,7}?(?:(?:this|these|those|such)\b(?!\s+(?:study|paper|report|research|section|"
+                   r"summary|chapter|document|review)\b)|as a (?:consequence|result)\b|in turn\b|the above\b)")
+
+
+def leans_back(sentence: str) -> bool:
+    """Whether a sentence reads on from the one before it (a pointer or a connective opens it)."""
+    return bool(POINTER.match(sentence) or _BACK.match(sentence))
+
+
+def points_back(sentence: str) -> bool:
+    """Whether a sentence says nothing clear without the one before: "This meant…", "The chosen focus
+    for this work…". A connective alone ("So, for example…", "However…") still reads on its own."""
+    return bool(REFERS.match(sentence) or _BACK.match(sentence))
+
+
+# A sentence ending like this announces what follows ("…characterised by two key attributes."), so the
+# next sentences come with it.
+ANNOUNCES = re.compile(r"(?::|\b(?:two|three|four|five|six|seven|several|a number of)\s+(?:[\w-]+\s+){0,3}"
+                       r"(?:attributes|features|ways|reasons|factors|aims|themes|dimensions|elements|things|lessons|"
+                       r"areas|stages|steps|principles|qualities|characteristics|components|types|kinds)\.)$")
 # A sentence opening like this turns the one before it round, so the two are quoted together.
 CONTRAST = re.compile(r"^[(\[]?(?:but|however|yet|although|though|that said|even so|nevertheless)\b", re.I)
 _END = re.compile(r"[.!?…][\"'”’)\]]*(?:\d{1,2})?$")
@@ -114,8 +136,23 @@ def _pieces(text: str, start: int, end: int, breaks: list[int]) -> list[tuple[in
         stop = span.end
         while stop < len(text) and text[stop] in _CLOSING and text[stop - 1] in ".!?…" + _CLOSING:
             stop += 1
-        out.append((cursor, stop, span.end))
+        out.append((_after_heading(text, cursor, stop), stop, span.end))
     return out
+
+
+# Words that open a sentence: after a word with no stop, within a sentence's first words, they show
+# a heading run into it on one line ("Improvements in systems working The staff running…").
+_OPENS = frozenset("The This These It In At As A An For Given When While Where Many Most Some Each Our We There "
+                   "Such One Both Although If By With From All Several".split())
+
+
+def _after_heading(text: str, start: int, end: int) -> int:
+    """Where the sentence at ``[start, end)`` begins once a heading run into it is left out."""
+    words = list(re.finditer(r"\S+", text[start:end]))[:12]
+    for prev, word in zip(words, words[1:]):
+        if word.group(0) in _OPENS and re.search(r"[a-z)]$", prev.group(0)):
+            return start + word.start()
+    return start
 
 
 def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, int] | None:
@@ -125,26 +162,33 @@ def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, i
         return text[spans[j][0]:spans[j][1]]
 
     a, b = i, i
-    while POINTER.match(sentence(a)):
-        if a > 0 and a >= i - 1 and stands_alone(sentence(a - 1)):
-            a -= 1
-        elif REFERS.match(sentence(a)):
+    while leans_back(sentence(a)):
+        if a > 0 and a >= i - 1 and stands_alone(sentence(a - 1)) and not text[spans[a - 1][1]:spans[a][0]].strip():
+            a -= 1  # only across space: not across a heading left out between them
+        elif points_back(sentence(a)):
             return None  # "This…" with nothing quotable before it
         else:
             break  # a connective ("So, for example…") reads on its own
+    def joined(x: int, y: int) -> bool:  # sentences x..y follow each other with only space between
+        return all(not text[spans[j][1]:spans[j + 1][0]].strip() for j in range(x, y))
+
     if unbalanced(text[spans[a][0]:spans[b][1]]):
         for a2, b2 in [(a, b + n) for n in (1, 2, 3)] + [(a - n, b) for n in (1, 2, 3)]:
-            if 0 <= a2 and b2 < len(spans) and not unbalanced(text[spans[a2][0]:spans[b2][1]]):
+            if 0 <= a2 and b2 < len(spans) and joined(a2, b2) and not unbalanced(text[spans[a2][0]:spans[b2][1]]):
                 a, b = a2, b2
                 break
         else:
             return None
+    announced = b
+    while ANNOUNCES.search(sentence(announced)) and b + 1 < len(spans) and b < announced + 2 and joined(b, b + 1) \
+            and stands_alone(sentence(b + 1)):
+        b += 1
     whole = b
     if b + 1 < len(spans) and CONTRAST.match(sentence(b + 1)) and stands_alone(sentence(b + 1)) \
-            and not unbalanced(sentence(b + 1)):
+            and not unbalanced(sentence(b + 1)) and joined(b, b + 1):
         b += 1
     options = [(spans[a][0], spans[b][1]), (spans[a][0], spans[whole][1])]
-    if not REFERS.match(sentence(i)):
+    if not points_back(sentence(i)):
         options.append((spans[i][0], spans[i][1]))  # too long with its neighbours, and clear without them
     for start, end in options:
         if len(text[start:end].split()) <= MAX_QUOTE_WORDS and not unbalanced(text[start:end]):
@@ -208,11 +252,12 @@ def merged(picked: list[Candidate]) -> list[Candidate]:
 
 
 # What a reader skips in a quote: footnote marks glued to a word ("Moore29", "(VSC)13,"), links, and
-# the document's cross-references ("(Source Paper 3)", "(see Figure 2)").
+# the document's cross-references ("(Source Paper 3)", "(see Figure 2)", "(HM_Treasury, 2010)").
 _FOOTNOTE = re.compile(r"(?:(?<=[a-z]{2})|(?<=[A-Za-z][.,;:!?)’”])|(?<=[A-Za-z][.,;:!?)’”][’”)]))\d{1,3}(?=[\s,.;:!?)’”]|$)")
 _LINK = re.compile(r"\s*(?:<)?(?:https?://|www\.)\S+?(?=[.,;:)]?(?:\s|$))>?")
 _CROSS_REFERENCE = re.compile(r"\s*\((?:see\s+)?(?:(?:source|synthesis)\s+paper|section|chapter|figure|fig\.|"
-                              r"table|page|p\.|appendix|annex|box)\b[^()]{0,40}\)|\s*\([A-Z]{1,4},? pp?\.? ?\d+\)", re.I)
+                              r"table|page|p\.|appendix|annex|box)\b[^()]{0,40}\)|\s*\([A-Z]{1,4},? pp?\.? ?\d+\)"
+                              r"|\s*\((?:[A-Z][\w&’'. -]{1,40}(?:,| et al\.?,?) (?:19|20)\d{2}[a-z]?(?:; )?)+\)", re.I)
 
 
 def readable(quote: str) -> str:
@@ -232,7 +277,7 @@ def readable(quote: str) -> str:
 ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
 # Acronyms a leader in UK public services reads without a gloss.
 COMMON_ACRONYMS = frozenset({"NHS", "UK", "US", "USA", "EU", "GP", "GPs", "A&E", "CEO", "CEOs", "HR", "IT", "TV",
-                             "BBC", "OK", "NW", "NE", "SW", "SE"})
+                             "BBC", "OK", "NW", "NE", "SW", "SE", "HM"})
 
 
 def _initials_match(long: str, acronym: str) -> bool:

@@ -27,7 +27,7 @@ class Tuning:
     # the highest that declines no answerable question of the four sets (`python -m kb.evals.calibrate`).
     answer_threshold: float = 0.252
     # Answer sentences: at most this many, from the top passages, picked by MMR.
-    max_sentences: int = 3
+    max_sentences: int = 4
     source_passages: int = 6
     mmr_lambda: float = 0.75
     # In MMR two sentences of one passage count as at least this alike, so that an answer draws on
