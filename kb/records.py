@@ -369,7 +369,8 @@ class Answer:
             lines.append("Nearest passages")
             for h in self.passages[:3]:
                 page = f", p. {h.passage.page}" if h.passage.page is not None else ""
-                lines.append(f"- {h.title}{page}: {h.passage.text[:200]}…")
+                text = " ".join(h.passage.text.split())
+                lines.append(f"- {h.title}{page}: {textwrap.shorten(text, 200, placeholder='…')}")
         for note in self.notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)

@@ -163,7 +163,7 @@ class Answerer:
         best = max((h.similarity or 0.0 for h in hits), default=0.0)
         if not hits or best < TUNING.answer_threshold:
             return Answer(question, False, NO_ANSWER, passages=hits[:k],
-                          notes=[f"best passage similarity {best:.2f} is below {TUNING.answer_threshold:.2f}"])
+                          notes=[f"best passage similarity {best:.3f} is below {TUNING.answer_threshold:.3f}"])
         unknown = unknown_names(question, self.retriever.vocabulary())
         if unknown:
             names = " or ".join(unknown)

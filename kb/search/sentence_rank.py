@@ -2,10 +2,12 @@
 
 Closeness in meaning alone puts a sentence that answers the question among the three picked for
 only about half of the gold questions. A small logistic model adds what else points to the answer
-(the question's rarer words in the sentence, the rank of its passage, a figure when the question
-asks how many; a place or concept the question names counts as its words wherever a sentence names
-it, by any label) and is fitted on the gold sets: ``python -m kb.evals.fit_sentences`` refits it and
-reports, for each set, how often an answering sentence is among the three best.
+(the question's rarer words in the sentence, its names weighing less; the rank of its passage; a
+figure when the question asks how many; the kind of thing a part of the question asks for; whether
+the sentence leans on the one before or speaks of the document itself; a place or concept the question
+names counts as its words wherever a sentence names it, by any label) and is fitted on the gold set:
+``python -m kb.evals.fit_sentences`` refits it and reports, for each set, how often an answering
+sentence is among the three best.
 """
 
 from __future__ import annotations

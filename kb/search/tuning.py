@@ -26,7 +26,7 @@ class Tuning:
     # Below this cosine similarity between the question and its best passage, no answer is given:
     # the highest that declines no answerable question of the four sets (`python -m kb.evals.calibrate`).
     answer_threshold: float = 0.252
-    # Answer sentences: at most this many, from the top passages, picked by MMR.
+    # Answer quotes: at most this many, from this many top passages (6, 10 and 15 measured: evals/EXPERIMENTS.md).
     max_sentences: int = 4
     source_passages: int = 6
     mmr_lambda: float = 0.75
