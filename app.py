@@ -465,7 +465,26 @@ GOLD_SETS = {"Shipped (evals/gold.jsonl)": "gold.jsonl", "Held-out (evals/heldou
              "Fresh (evals/fresh.jsonl)": "fresh.jsonl", "Fourth (evals/fourth.jsonl)": "fourth.jsonl"}
 
 
+MEASURES = """
+- **R@k (recall at k)**: the share of questions whose evidence is among the first *k* passages found.
+- **MRR**: how high the first passage with the evidence ranks, on average (1 = always first, 0.5 = second).
+- **nDCG**: like MRR, but every passage with evidence counts, the higher the better.
+- **judged**: the same, counting passages that readers judged to answer the question besides the gold evidence.
+- **chars@5**: how much text the first five passages hold (shorter reads faster).
+- **quote exactness**: the share of quotes that are word for word the document's text at their offsets.
+- **page accuracy**: the share of quotes cited with the page they begin on.
+- **citation precision**: the share of an answer's claims that the passage they cite supports.
+- **readers' grades**: whole answers judged full, partial or no by readers who saw no scores (evals/ANSWER-JUDGING.md).
+- **answer lint**: answers showing a defect a reader trips over (a heading quoted, a "This…" without its sentence, …).
+"""
+ANSWER_LABELS = {"quote_exactness": "quote exactness", "page_accuracy": "page accuracy",
+                 "citation_precision": "citation precision", "citation_recall": "citation recall",
+                 "answered_rate": "answerable questions answered", "honest_no_answer_rate": "no-answer questions declined",
+                 "latency_p50_ms": "kb ask p50 (ms)"}
+
+
 def show_report(folder: Path, title: str) -> bool:
+    """The report of the last run, as tables and its plot; the Markdown to download."""
     data = None
     rj = folder / "report.json"
     if rj.exists():
@@ -483,6 +502,7 @@ def show_report(folder: Path, title: str) -> bool:
                        f"({data.get('answerable', '?')} answerable) · {data.get('duration_s', '?')} s"))
         retrieval = data.get("retrieval") or {}
         if retrieval:
+            st.markdown("**Finding the evidence**, by search mode")
             rows = []
             for mode, r in retrieval.items():
                 row = {"mode": r.get("label", mode)}
@@ -497,32 +517,23 @@ def show_report(folder: Path, title: str) -> bool:
             st.dataframe(pd.DataFrame(rows), hide_index=True)
         answers = data.get("answers")
         if answers:
-            st.dataframe(pd.DataFrame([answers]), hide_index=True)
+            st.markdown("**Answers**")
+            st.dataframe(pd.DataFrame([{"measure": label, "value": answers.get(key)}
+                                       for key, label in ANSWER_LABELS.items() if key in answers]), hide_index=True)
+            for name, heading in (("graded", "Readers' grades"), ("lint", "Answer lint")):
+                if answers.get(name):
+                    st.markdown(f"**{heading}**")
+                    st.dataframe(pd.DataFrame([answers[name]]), hide_index=True)
     for png in pngs:
         st.image(str(png), caption=png.name)
     if md.exists():
-        with st.expander(f"{md.name} in full"):
-            st.code(md.read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
+        st.download_button("Download the report (Markdown)", md.read_bytes(), file_name="report.md",
+                           mime="text/markdown", key=f"download_{folder.name}")
     return True
 
 
-def page_evaluation() -> None:
-    kb = get_kb()
-    st.title("Evaluation")
-    st.caption("Gold questions in; retrieval (recall@k, MRR, nDCG) and citation metrics out, against baselines.")
-    out = kb.settings.home / "eval"
-    shown = show_report(out, f"Latest report ({out})")
-    repo = PROJECT_ROOT / "evals"
-    committed = {name: plot for name, plot in COMMITTED_REPORTS.items() if (repo / name).exists()}
-    for name, plot in committed.items():
-        with st.expander(f"Committed results (evals/{name})", expanded=not shown and name == "RESULTS.md"):
-            st.code((repo / name).read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
-            if (repo / plot).exists():
-                st.image(str(repo / plot), caption=plot)
-    if not committed and not shown:
-        st.info("No evaluation report yet: run one below (or `kb eval`).")
-
-    st.subheader("Run the evaluation")
+def run_controls(kb, out: Path, repo: Path) -> None:
+    """Choose a question set and run the evaluation, with its progress."""
     source = st.radio("Gold set", [*GOLD_SETS, "Upload a JSONL file"], key="eval_source", horizontal=True)
     gold_path: Path | None = repo / GOLD_SETS[source] if source in GOLD_SETS else None
     if source not in GOLD_SETS:
@@ -555,6 +566,28 @@ def page_evaluation() -> None:
         st.success(esc(f"Report written to {out}"))
         st.code(report.summary(), language=None)
         st.rerun()
+
+
+def page_evaluation() -> None:
+    kb = get_kb()
+    st.title("Evaluation")
+    st.caption("Gold questions in; how well search finds the evidence and how well answers quote it, out.")
+    out = kb.settings.home / "eval"
+    repo = PROJECT_ROOT / "evals"
+    st.subheader("Run the evaluation")
+    run_controls(kb, out, repo)
+    shown = show_report(out, f"Latest report ({out})")
+    committed = {name: plot for name, plot in COMMITTED_REPORTS.items() if (repo / name).exists()}
+    for name, plot in committed.items():
+        with st.expander(f"Committed results (evals/{name})", expanded=not shown and name == "RESULTS.md"):
+            # The project's own reports, written by `kb eval`: Markdown shown as a page, never raw HTML.
+            st.markdown((repo / name).read_text(encoding="utf-8"))
+            if (repo / plot).exists():
+                st.image(str(repo / plot), caption=plot)
+    if not committed and not shown:
+        st.info("No evaluation report yet: run one above (or `kb eval`).")
+    with st.expander("What the measures mean", expanded=not shown):
+        st.markdown(MEASURES)
 
 
 def page_ask_by_name() -> None:

@@ -366,3 +366,8 @@ def test_evaluation_runs_on_an_uploaded_gold_set_and_bad_gold_is_reported(small_
     assert any("Latest report" in s.value for s in at.subheader)
     modes = set(at.dataframe[0].value["mode"])
     assert len(modes) >= 2
+    # The report as a page: the answers' measures by their plain names, explained, run controls first.
+    measures = dict(zip(at.dataframe[1].value["measure"], at.dataframe[1].value["value"]))
+    assert measures["quote exactness"] == 1.0 and measures["page accuracy"] == 1.0
+    assert "What the measures mean" in {e.label for e in at.expander}
+    assert [s.value for s in at.subheader][:2] == ["Run the evaluation", f"Latest report ({small_home.settings.home / 'eval'})"]
