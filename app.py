@@ -324,8 +324,9 @@ def page_evidence() -> None:
     axes = list(views.AXES)
     a, b, c = st.columns([2, 2, 3])
     rows = a.selectbox("Rows", axes, index=axes.index("dimension"), key="em_rows", format_func=views.AXIS_LABELS.get)
-    cols = b.selectbox("Columns", axes, index=axes.index("place"), key="em_cols", format_func=views.AXIS_LABELS.get)
+    cols = b.selectbox("Columns", axes, index=axes.index("region"), key="em_cols", format_func=views.AXIS_LABELS.get)
     hide = c.checkbox("Hide rows and columns with no evidence", key="em_hide")
+    shape = c.radio("Show as", ["Bubbles", "Table"], key="em_shape", horizontal=True)
     passages = kb.retriever.passages
     docs = kb.documents()
     frame = views.evidence_table(passages, rows, cols, onto, docs, include_empty=False if hide else None)
@@ -347,10 +348,14 @@ def page_evidence() -> None:
             st.session_state["em_row"] = row_keys[r]
             st.session_state["em_col"] = col_keys[list(frame.columns).index(col)]
 
-    st.dataframe(styled, key="em_table", on_select=picked, selection_mode="single-cell",
-                 height=min(40 + 35 * len(frame), 600))
+    if shape == "Bubbles":
+        bubble_map(frame)
+    else:
+        st.dataframe(styled, key="em_table", on_select=picked, selection_mode="single-cell",
+                     height=min(40 + 35 * len(frame), 600))
     st.caption(f"{views.AXIS_LABELS[rows]} × {views.AXIS_LABELS[cols]}: {int(numeric.count().sum())} of "
-               f"{numeric.size} cells have evidence. Select a cell, or choose it below.")
+               f"{numeric.size} cells have evidence; an empty cell is a gap. Select a "
+               f"{'bubble' if shape == 'Bubbles' else 'cell'}, or choose it below.")
     for key, keys in (("em_row", row_keys), ("em_col", col_keys)):
         if st.session_state.get(key) not in keys:
             st.session_state.pop(key, None)
@@ -361,7 +366,7 @@ def page_evidence() -> None:
     a, b = st.columns(2)
     rk = a.selectbox(views.AXIS_LABELS[rows], row_keys, key="em_row", format_func=row_label.get)
     ck = b.selectbox(views.AXIS_LABELS[cols], col_keys, key="em_col", format_func=col_label.get)
-    found = views.cell_passages(passages, rows, rk, cols, ck)
+    found = views.cell_passages(passages, rows, rk, cols, ck, views.regions(onto))
     st.subheader(f"{len(found)} passages: {row_label[rk]} × {col_label[ck]}")
     if not found:
         st.info("A gap: no passage links these two.")
@@ -371,6 +376,27 @@ def page_evidence() -> None:
             show_passage(kb, p, labels, f"em-{p.chunk_id}")
     if len(found) > 30:
         st.caption(f"Showing 30 of {len(found)}.")
+
+
+def bubble_map(frame: pd.DataFrame) -> None:
+    """The evidence map as the 3ie and EPPI-Mapper maps draw it: a bubble per cell sized by its passages,
+    every row and column shown so that the gaps stand out; a click on a bubble lists its passages."""
+    import altair as alt
+
+    data = views.bubbles(frame)
+    pick = alt.selection_point(name="cell", fields=["row_key", "col_key"])
+    chart = alt.Chart(data).mark_circle(color="#2c7fb8", opacity=0.8).encode(
+        x=alt.X("column:N", scale=alt.Scale(domain=list(frame.columns)), title=None,
+                axis=alt.Axis(labelAngle=-40, labelLimit=0, orient="top")),
+        y=alt.Y("row:N", scale=alt.Scale(domain=list(frame.index)), title=None, axis=alt.Axis(labelLimit=0)),
+        size=alt.Size("passages:Q", scale=alt.Scale(range=[40, 1200]), title="passages"),
+        tooltip=[alt.Tooltip("row:N", title="row"), alt.Tooltip("column:N", title="column"),
+                 alt.Tooltip("passages:Q", title="passages")],
+    ).add_params(pick).properties(height=max(160, 44 * len(frame)))
+    event = st.altair_chart(chart, on_select="rerun", key="em_chart", width="stretch")
+    chosen = (event.selection.get("cell") or []) if event and event.selection else []
+    if chosen:
+        st.session_state["em_row"], st.session_state["em_col"] = chosen[0]["row_key"], chosen[0]["col_key"]
 
 
 # -- Places ------------------------------------------------------------------------------------------------

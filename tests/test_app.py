@@ -154,7 +154,10 @@ def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
     rows = [r for r in corpus_kb.graph.query(CELLS)["rows"] if by_uri[r["d"]] in roots]  # not the facets
     assert rows
     dim, place, n = by_uri[rows[0]["d"]], by_uri[rows[0]["pl"]], int(rows[0]["n"])
-    goto(app, "evidence")
+    goto(app, "evidence")  # bubbles by region, first
+    charts = app.get("vega_lite_chart")
+    assert charts and '"circle"' in charts[0].proto.spec and "South West" in charts[0].proto.spec
+    goto(app, "evidence", em_cols="place", em_shape="Table")
     table = app.dataframe[0].value
     assert table.loc[onto.label(dim), onto.label(place)] == n
     # a place without any evidence is an empty column, not zeros
@@ -180,6 +183,28 @@ def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
     (facet, place), n = next(((d, pl), n) for (d, pl), n in expected.most_common() if d in {c.id for c in facets})
     assert table.loc[onto.label(facet), onto.label(place)] == n
     assert table.isna().any().any(), "gaps should show as empty cells"
+
+
+def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence_only(corpus_kb):
+    onto, passages = corpus_kb.ontology, corpus_kb.retriever.passages
+    region = views.regions(onto)
+    assert (region["barnet"], region["bradford"], region["plymouth"], region["kent"]) == (
+        "london", "yorkshire-and-the-humber", "south-west", "south-east")
+    table = views.evidence_table(passages, "dimension", "region", onto, corpus_kb.documents())
+    assert {"London", "South West", "Yorkshire and the Humber"} <= set(table.columns)
+    assert "Barnet" not in table.columns and len(table.columns) < 30
+    # a Barnet passage counts in London's column
+    barnet = [p for p in passages if "barnet" in p.places]
+    dim = next(d for p in barnet for d in p.dimensions)
+    london = [p for p in passages if dim in p.dimensions and {region.get(x, x) for x in p.places} & {"london"}]
+    assert table.loc[onto.label(dim), "London"] == len(london)
+    points = views.bubbles(table)
+    assert len(points) == int(table.notna().sum().sum()) and (points["passages"] > 0).all()
+    assert set(points["col_key"]) <= set(table.attrs["col_keys"])
+    # a cell's passages: what was found before how the study was done
+    cell = views.cell_passages(passages, "dimension", dim, "region", "london", region)
+    methods = [bool(views.METHOD.search(p.text[:300])) for p in cell]
+    assert methods == sorted(methods) and len(cell) == len(london)
 
 
 def test_every_page_renders(app, corpus_kb):

@@ -17,9 +17,10 @@ import pandas as pd
 from kb.records import Answer, Citation, Document, DocumentSummary, Initiative, IngestReport, Passage
 from kb.vocab.ontology import Ontology
 
-AXES = {"dimension": "dimensions", "facet": "dimensions", "place": "places", "concept": "concepts", "document": "doc_id"}
-AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "place": "Place", "concept": "Concept",
-               "document": "Document"}
+AXES = {"dimension": "dimensions", "facet": "dimensions", "region": "places", "place": "places", "concept": "concepts",
+        "document": "doc_id"}
+AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "region": "Region (places grouped)",
+               "place": "Place", "concept": "Concept", "document": "Document"}
 
 
 # -- text that is safe to show ------------------------------------------------------------------
@@ -247,9 +248,22 @@ def initiatives_for(ontology: Ontology, place_id: str) -> list[Initiative]:
 
 
 # -- the evidence map ------------------------------------------------------------------------------
-def axis_keys(passage: Passage, axis: str) -> list[str]:
+def regions(ontology: Ontology) -> dict[str, str]:
+    """Each place's group on the map: the place two steps below its country that holds it (London for
+    Barnet, Yorkshire and the Humber for Bradford, Plymouth for itself), or the place itself when it
+    lies higher (England, Denmark, New York)."""
+    out = {}
+    for c in ontology.in_scheme("places"):
+        line = [c.id, *ontology.broader_closure(c.id)]  # the place, then what holds it, up to its country
+        out[c.id] = line[-3] if len(line) >= 3 else c.id
+    return out
+
+
+def axis_keys(passage: Passage, axis: str, region_of: dict[str, str] | None = None) -> list[str]:
     if axis == "document":
         return [passage.doc_id]
+    if axis == "region":
+        return list(dict.fromkeys((region_of or {}).get(p, p) for p in passage.places))
     return list(getattr(passage, AXES[axis]))
 
 
@@ -261,15 +275,19 @@ def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]
         return [(c.id, c.label) for c in ontology.roots("dimensions")]
     if axis == "facet":  # grouped under their dimensions, in the order of the Browse tree
         return [(r["id"], r["label"]) for r in scheme_tree(ontology, "dimensions") if r["depth"] > 0]
+    if axis == "region":  # by country, then region
+        used = set(regions(ontology).values())
+        return [(r["id"], r["label"]) for r in scheme_tree(ontology, "places") if r["id"] in used]
     return [(c.id, c.label) for c in ontology.in_scheme(AXES[axis])]
 
 
-def evidence_counts(passages: Iterable[Passage], rows: str, cols: str) -> Counter:
+def evidence_counts(passages: Iterable[Passage], rows: str, cols: str,
+                    region_of: dict[str, str] | None = None) -> Counter:
     """Passages per (row key, column key): a passage counts once in every cell it belongs to."""
     cells: Counter = Counter()
     for p in passages:
-        for r in set(axis_keys(p, rows)):
-            for c in set(axis_keys(p, cols)):
+        for r in set(axis_keys(p, rows, region_of)):
+            for c in set(axis_keys(p, cols, region_of)):
                 cells[(r, c)] += 1
     return cells
 
@@ -282,7 +300,7 @@ def evidence_table(passages: list[Passage], rows: str, cols: str, ontology: Onto
     gaps the map exists to show) and dropped for concepts (there are hundreds) unless asked."""
     if rows not in AXES or cols not in AXES:
         raise ValueError(f"axes are {', '.join(AXES)}")
-    cells = evidence_counts(passages, rows, cols)
+    cells = evidence_counts(passages, rows, cols, regions(ontology))
     used_r = {r for r, _ in cells}
     used_c = {c for _, c in cells}
 
@@ -309,9 +327,30 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def cell_passages(passages: Iterable[Passage], rows: str, row_key: str, cols: str, col_key: str) -> list[Passage]:
-    """The passages behind one cell of the evidence map."""
-    return [p for p in passages if row_key in axis_keys(p, rows) and col_key in axis_keys(p, cols)]
+def cell_passages(passages: Iterable[Passage], rows: str, row_key: str, cols: str, col_key: str,
+                  region_of: dict[str, str] | None = None) -> list[Passage]:
+    """The passages behind one cell of the evidence map, evidence before method: a passage about how
+    the study was done ranks below one that reports what was found."""
+    found = [p for p in passages if row_key in axis_keys(p, rows, region_of) and col_key in axis_keys(p, cols, region_of)]
+    return sorted(found, key=lambda p: bool(METHOD.search(p.text[:300])))
+
+
+# A passage that describes how the study was done, not what it found.
+METHOD = re.compile(r"\b(?:we (?:interviewed|carried out|conducted|reviewed|selected)|interviews were (?:carried out|"
+                    r"conducted)|the (?:study|research|review) (?:was|were) (?:carried out|commissioned|designed)|"
+                    r"(?:sample|sampling|methodology|data were collected|participants were (?:selected|nominated)))\b", re.I)
+
+
+def bubbles(frame: pd.DataFrame) -> pd.DataFrame:
+    """The evidence map in long form for a bubble chart: one row per cell with evidence (empty cells are
+    the gaps, left blank), with each cell's row and column keys and their order."""
+    out = []
+    for i, (label, row) in enumerate(frame.iterrows()):
+        for j, (col, value) in enumerate(row.items()):
+            if pd.notna(value) and value:
+                out.append({"row": label, "column": col, "passages": int(value), "row_key": frame.attrs["row_keys"][i],
+                            "col_key": frame.attrs["col_keys"][j]})
+    return pd.DataFrame(out, columns=["row", "column", "passages", "row_key", "col_key"])
 
 
 def nested(items: list) -> list[tuple[int, object]]:
