@@ -387,19 +387,46 @@ def bubble_map(frame: pd.DataFrame) -> None:
     pick = alt.selection_point(name="cell", fields=["row_key", "col_key"])
     chart = alt.Chart(data).mark_circle(color="#2c7fb8", opacity=0.8).encode(
         x=alt.X("column:N", scale=alt.Scale(domain=list(frame.columns)), title=None,
-                axis=alt.Axis(labelAngle=-40, labelLimit=0, orient="top")),
-        y=alt.Y("row:N", scale=alt.Scale(domain=list(frame.index)), title=None, axis=alt.Axis(labelLimit=0)),
+                axis=alt.Axis(labelAngle=-40, labelLimit=0, labelOverlap=False, orient="top")),
+        y=alt.Y("row:N", scale=alt.Scale(domain=list(frame.index)), title=None,
+                axis=alt.Axis(labelLimit=0, labelOverlap=False)),
         size=alt.Size("passages:Q", scale=alt.Scale(range=[40, 1200]), title="passages"),
         tooltip=[alt.Tooltip("row:N", title="row"), alt.Tooltip("column:N", title="column"),
                  alt.Tooltip("passages:Q", title="passages")],
-    ).add_params(pick).properties(height=max(160, 44 * len(frame)))
-    event = st.altair_chart(chart, on_select="rerun", key="em_chart", width="stretch")
+    ).add_params(pick).properties(width=alt.Step(42), height=alt.Step(42))
+    event = st.altair_chart(chart, on_select="rerun", key="em_chart", width="content")
     chosen = (event.selection.get("cell") or []) if event and event.selection else []
     if chosen:
         st.session_state["em_row"], st.session_state["em_col"] = chosen[0]["row_key"], chosen[0]["col_key"]
 
 
 # -- Places ------------------------------------------------------------------------------------------------
+BASEMAP = Path(views.__file__).parent / "basemap" / "countries-50m.json"
+
+
+@st.cache_data(show_spinner=False)
+def basemap() -> dict:
+    """The countries of Natural Earth (kb/ui/basemap/SOURCE.md), shipped so that no tile is fetched."""
+    return json.loads(BASEMAP.read_text(encoding="utf-8"))
+
+
+def place_map(points: pd.DataFrame, world: bool) -> None:
+    """Places as circles sized by their evidence over a basemap drawn in the browser from shipped data."""
+    import altair as alt
+
+    land = alt.Chart(alt.Data(values=basemap(), format=alt.DataFormat(type="topojson", feature="countries"))
+                     ).mark_geoshape(fill="#eef1f4", stroke="#9aa7b4", strokeWidth=0.6)
+    shown = points if world else points[points["lon"].between(-9, 3) & points["lat"].between(49.5, 61)]
+    dots = alt.Chart(shown).mark_circle(color="#1f6feb", opacity=0.55, stroke="#0b3d91", strokeWidth=0.5).encode(
+        longitude="lon:Q", latitude="lat:Q",
+        size=alt.Size("passages:Q", scale=alt.Scale(range=[15, 900]), title="passages"),
+        tooltip=[alt.Tooltip("place:N", title="place"), alt.Tooltip("passages:Q", title="passages")])
+    projection = ({"type": "equalEarth"} if world else
+                  {"type": "mercator", "center": [-2.8, 54.6], "scale": 2100})
+    chart = (land + dots).project(**projection).properties(height=620 if not world else 460)
+    st.altair_chart(chart, key="places_map", width="stretch")
+
+
 def page_places() -> None:
     kb = get_kb()
     onto = kb.ontology
@@ -409,8 +436,10 @@ def page_places() -> None:
     if points.empty:
         st.info("No places with coordinates in the ontology yet.")
     else:
-        st.map(points, latitude="lat", longitude="lon", size="size", color="#1f6feb99")
-        st.caption("Circles grow with the number of passages about a place (and the places within it).")
+        world = st.toggle("The whole world", key="places_world", help="Off: the United Kingdom")
+        place_map(points, world)
+        st.caption("Circles grow with the number of passages about a place (and the places within it). "
+                   "Borders: Natural Earth, drawn here with no network.")
     places = sorted(onto.in_scheme("places"), key=lambda c: (-sum(counts.get(x, 0) for x in onto.narrower_closure(c.id)), c.label))
     if not places:
         return

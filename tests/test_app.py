@@ -8,6 +8,7 @@ over the knowledge graph.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -210,7 +211,12 @@ def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence
 def test_every_page_renders(app, corpus_kb):
     onto = corpus_kb.ontology
     goto(app, "places")
-    assert app.get("deck_gl_json_chart") or app.get("map"), "no map"
+    assert not app.get("deck_gl_json_chart") and not app.get("map"), "a tiled map fetches tiles off the machine"
+    (chart,) = app.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    layers = {layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]}
+    assert layers == {"geoshape", "circle"}  # the basemap drawn from shipped borders, and the places on it
+    assert '"url"' not in chart.proto.spec  # no data (tiles, borders) fetched from anywhere
     assert any("passages about" in s.value for s in app.subheader)
     with_initiatives = sorted({p for i in onto.initiatives.values() for p in i.places if p in onto.concepts})
     if with_initiatives:
