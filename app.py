@@ -22,7 +22,8 @@ from kb.search.retrieval import FilterError
 from kb.stores.lock import LockedError
 from kb.ui import references, uploads, views
 
-st.set_page_config(page_title="Systems leadership evidence", page_icon=":material/explore:", layout="wide")
+# An emoji favicon is drawn in the page; a ":material/…" one would be fetched from Google's font servers.
+st.set_page_config(page_title="Systems leadership evidence", page_icon="🧭", layout="wide")
 
 EXAMPLES = [
     "How did others handle pooled budgets?",

@@ -276,3 +276,19 @@ def test_ask_in_a_real_browser(server, driver, hostile_kb, expected):
                "later_answers_s": [round(later, 2), round(third, 2)]}
     (artifacts() / "browser-timings.json").write_text(json.dumps(timings, indent=1))
     print(timings)
+
+
+def test_the_maps_draw_with_nothing_fetched_off_the_machine(server, driver):
+    """The Places map and the evidence map draw their borders and bubbles from what the app ships:
+    every request the pages make goes to the app's own address."""
+    for path, shot in (("/places", "browser-places.png"), ("/evidence-map", "browser-evidence-map.png")):
+        driver.get(server["url"] + path)
+        wait_for(driver, lambda d: d.execute_script(
+            "return document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length") > 0, 90,
+            f"a chart on {path}")
+        wait_idle(driver, 30)
+        urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        outside = [u for u in urls if not u.startswith((server["url"], "data:", "blob:"))]
+        assert urls and not outside, outside
+        driver.save_screenshot(str(artifacts() / shot))
+    assert "Page not found" not in body_text(driver) and "passages" in body_text(driver)
