@@ -454,16 +454,15 @@ def page_places() -> None:
     st.subheader(f"Initiatives ({len(inits)})")
     if not inits:
         st.caption("No initiatives recorded for this place in the ontology.")
-    for i in inits:
-        with st.container(border=True):
-            st.markdown(f"**{esc(i.label)}**" + (f" · {esc(i.date)}" if i.date else ""))
-            if i.description:
-                st.markdown(esc(i.description))
-            extra = [x for x in (i.programme, i.issue) if x]
+    # One line each, in a box that scrolls when there are many (London has dozens).
+    with st.container(border=True, height=420 if len(inits) > 8 else "content"):
+        for i in inits:
+            st.markdown(f"**{esc(i.label)}**" + (f" · {esc(i.date)}" if i.date else "")
+                        + (f" — {esc(i.description)}" if i.description else ""))
+            extra = [x for x in (i.programme, i.issue) if x] + (
+                ["concepts: " + ", ".join(onto.label(x) for x in i.concepts)] if i.concepts else [])
             if extra:
                 st.caption(esc(" · ".join(extra)))
-            if i.concepts:
-                st.caption(esc("Concepts: " + ", ".join(onto.label(x) for x in i.concepts)))
     found = views.passages_linked(kb.retriever.passages, within)
     st.subheader(f"{len(found)} passages about {c.label}" + (" and places within it" if len(within) > 1 else ""))
     st.button(f"Ask about {c.label}", on_click=go, args=("ask",), kwargs={"f_place": c.label})
