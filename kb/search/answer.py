@@ -17,7 +17,7 @@ import numpy as np
 from kb.embed import Embedder
 from kb.records import Answer, Citation, Filters
 from kb.search.llm import llm_answer
-from kb.search.question import BARRIER, Part, parts
+from kb.search.question import BARRIER, parts
 from kb.search.quotes import Candidate, candidates as quotable, defined_acronyms, merged, readable, spell_out, within
 from kb.search.retrieval import Retriever
 from kb.search.sentence_rank import ABOUT_DOCUMENT, candidate_rows, probabilities

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ingest.chunk import heading_breaks, quotable_sentences
-from kb.records import Document, Hit
+from kb.records import Hit
 
 # A sentence opening like this leans on the one before it.
 POINTER = re.compile(r"^(?:This|These|That|Those|Such|It|Its|They|Their|Them|He|She|His|Her|Both|A further|Further|"
