@@ -90,6 +90,8 @@ _ASKS_MONEY = re.compile(
 _ASKS_CHANGE = re.compile(
     r"\bby how much\b|\bhow much\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
     r"reduc\w*|drop\w*|grow\w*|grew|improv\w*)\b", re.I)
+# A change in money ("by how much did spending fall?") is answered by an amount as well as a percentage.
+_ABOUT_MONEY = re.compile(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", re.I)
 _MONEY = re.compile(r"[£$€]\s?\d|\b\d[\d,.]*\s?(?:million|billion|bn|m|k|pounds|euros|dollars)\b", re.I)
 _CHANGE = re.compile(r"\d\s?%|\bper ?cent\b|\b\d+(?:\.\d+)?\s?(?:times|fold)\b|\b(?:doubled|halved|tripled|trebled)\b", re.I)
 
@@ -100,7 +102,7 @@ def missing_amount(question: str, quotes: list[str]) -> str:
     text = " ".join(quotes)
     if _ASKS_MONEY.search(question) and not _MONEY.search(text):
         return "an amount of money"
-    about_money = bool(re.search(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", question, re.I))
+    about_money = bool(_ABOUT_MONEY.search(question))
     if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or (about_money and _MONEY.search(text))):
         return "the size of the change"
     return ""
@@ -133,6 +135,9 @@ class Answerer:
         self.retriever, self.embedder, self.vectors = retriever, embedder, vectors
         self.linker, self.ontology = linker, ontology
         self.make_llm = make_llm  # the optional answer writer that KB_LLM names
+        # The vocabulary's acronyms with their long forms ("CCG" → "clinical commissioning group").
+        self.acronyms = {alt: c.label for c in ontology.concepts.values() for alt in c.alt_labels
+                         if re.fullmatch(r"[A-Z][A-Z&]{1,5}", alt) and c.label != alt}
 
     def candidate_vectors(self, candidates: list[Candidate]) -> np.ndarray:
         """The vectors of the candidates' core sentences: stored at ingestion, so only sentences of a
@@ -181,6 +186,8 @@ class Answerer:
         if not candidates:
             return Answer(question, False, NO_ANSWER, passages=hits[:k])
         picked = merged([candidates[i] for i in self.choose(question, vector, candidates)])
+        if not picked:  # every candidate was ruled out (only sentences about the document itself, say)
+            return Answer(question, False, NO_ANSWER, passages=hits[:k])
         amount = missing_amount(question, [c.text for c in picked])
         if amount:
             return Answer(question, False, f"The passages found do not state {amount}, which the question asks for, "
@@ -226,14 +233,8 @@ class Answerer:
 
     def glossary(self, picked: list[Candidate]) -> dict[str, str]:
         """Acronyms and their long forms: the ontology's, then those the quoted documents define."""
-        found = dict(self._ontology_acronyms())
+        found = dict(self.acronyms)
         for c in picked:
             if c.hit.document is not None:
                 found.update(defined_acronyms(c.hit.document.text))
         return found
-
-    def _ontology_acronyms(self) -> dict[str, str]:
-        if not hasattr(self, "_acronyms"):
-            self._acronyms = {alt: c.label for c in self.ontology.concepts.values() for alt in c.alt_labels
-                              if re.fullmatch(r"[A-Z][A-Z&]{1,5}", alt) and c.label != alt}
-        return self._acronyms
