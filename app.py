@@ -328,8 +328,14 @@ def page_evidence() -> None:
     cols = b.selectbox("Columns", axes, index=axes.index("region"), key="em_cols", format_func=views.AXIS_LABELS.get)
     hide = c.checkbox("Hide rows and columns with no evidence", key="em_hide")
     shape = c.radio("Show as", ["Bubbles", "Table"], key="em_shape", horizontal=True)
-    passages = kb.retriever.passages
-    docs = kb.documents()
+    every = kb.documents()
+    only = map_filter(every)
+    passages, docs = views.filtered(kb.retriever.passages, every, only)
+    if only.active():
+        st.caption(f"Counting {len(docs)} of {len(every)} documents ({len(passages)} passages).")
+    if not docs:
+        st.info("No document matches these filters.")
+        return
     frame = views.evidence_table(passages, rows, cols, onto, docs, include_empty=False if hide else None)
     row_keys, col_keys = frame.attrs["row_keys"], frame.attrs["col_keys"]
     if frame.empty:
@@ -377,6 +383,23 @@ def page_evidence() -> None:
             show_passage(kb, p, labels, f"em-{p.chunk_id}")
     if len(found) > 30:
         st.caption(f"Showing 30 of {len(found)}.")
+
+
+def map_filter(docs: list) -> views.MapFilter:
+    """The evidence map's filters: documents, years and kinds of document."""
+    titles = {d.doc_id: d.title for d in docs}
+    years = sorted({d.year for d in docs if d.year is not None})
+    kinds = sorted({d.type for d in docs})
+    with st.expander("Filter by document, year or type", expanded=False):
+        a, b, c = st.columns([3, 2, 2])
+        chosen = a.multiselect("Documents", list(titles), key="em_docs", format_func=titles.get,
+                               placeholder="All documents")
+        span = None
+        if len(years) > 1:
+            low, high = b.slider("Years", years[0], years[-1], (years[0], years[-1]), key="em_years")
+            span = (low, high) if (low, high) != (years[0], years[-1]) else None
+        types = c.multiselect("Types", kinds, key="em_types", format_func=views.type_label, placeholder="All types")
+    return views.MapFilter(frozenset(chosen), span, frozenset(types))
 
 
 def bubble_map(frame: pd.DataFrame) -> None:

@@ -208,6 +208,35 @@ def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence
     assert methods == sorted(methods) and len(cell) == len(london)
 
 
+def test_the_evidence_map_filters_by_document_year_and_type(app, corpus_kb):
+    docs = corpus_kb.documents()
+    pages = {d.doc_id for d in docs if d.type == "web-page"}
+    assert 0 < len(pages) < len(docs)
+    goto(app, "evidence", em_cols="document", em_shape="Table")
+    app.multiselect(key="em_types").select("web-page").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert sorted(table.columns) == sorted(d.title for d in docs if d.doc_id in pages)
+    kept = [p for p in corpus_kb.retriever.passages if p.doc_id in pages]
+    assert f"Counting {len(pages)} of {len(docs)} documents ({len(kept)} passages)." in texts(app)
+    roots = {c.id for c in corpus_kb.ontology.roots("dimensions")}
+    (top, n), = Counter(d for p in kept for d in p.dimensions if d in roots).most_common(1)
+    assert table.loc[corpus_kb.ontology.label(top)].sum() == n  # each passage in its document's column
+    # a range of years holding one document's year only
+    app.multiselect(key="em_types").unselect("web-page").run()
+    first = min(d.year for d in docs if d.year is not None)
+    app.slider(key="em_years").set_range(first, first).run()
+    assert not app.exception
+    same = [d for d in docs if d.year == first]
+    assert sorted(app.dataframe[0].value.columns) == sorted(d.title for d in same)
+    app.slider(key="em_years").set_range(first, max(d.year for d in docs if d.year)).run()
+    # documents chosen by name
+    chosen = docs[0]
+    app.multiselect(key="em_docs").select(chosen.doc_id).run()
+    assert list(app.dataframe[0].value.columns) == [chosen.title]
+    app.multiselect(key="em_docs").unselect(chosen.doc_id).run()
+
+
 def test_every_page_renders(app, corpus_kb):
     onto = corpus_kb.ontology
     goto(app, "places")

@@ -281,6 +281,41 @@ def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]
     return [(c.id, c.label) for c in ontology.in_scheme(AXES[axis])]
 
 
+@dataclass(frozen=True)
+class MapFilter:
+    """Which documents the evidence map counts: chosen documents, a range of years, kinds of document.
+    Empty means no restriction; a document without a year is left out only when a range is set."""
+
+    documents: frozenset[str] = frozenset()
+    years: tuple[int, int] | None = None
+    types: frozenset[str] = frozenset()
+
+    def admits(self, doc: DocumentSummary) -> bool:
+        if self.documents and doc.doc_id not in self.documents:
+            return False
+        if self.types and doc.type not in self.types:
+            return False
+        if self.years is not None and (doc.year is None or not self.years[0] <= doc.year <= self.years[1]):
+            return False
+        return True
+
+    def active(self) -> bool:
+        return bool(self.documents or self.types or self.years is not None)
+
+
+def filtered(passages: Iterable[Passage], documents: list[DocumentSummary],
+             only: MapFilter) -> tuple[list[Passage], list[DocumentSummary]]:
+    """The passages and documents the filter admits (the document axis then lists only those)."""
+    kept = [d for d in documents if only.admits(d)]
+    ids = {d.doc_id for d in kept}
+    return [p for p in passages if p.doc_id in ids], kept
+
+
+def type_label(kind: str) -> str:
+    """A document type as a reader says it: "web-page" is "web page"."""
+    return kind.replace("-", " ").replace("_", " ")
+
+
 def evidence_counts(passages: Iterable[Passage], rows: str, cols: str,
                     region_of: dict[str, str] | None = None) -> Counter:
     """Passages per (row key, column key): a passage counts once in every cell it belongs to."""
