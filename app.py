@@ -20,7 +20,7 @@ from kb.knowledge import KnowledgeBase, shared
 from kb.records import Filters
 from kb.search.retrieval import FilterError
 from kb.stores.lock import LockedError
-from kb.ui import references, uploads, views
+from kb.ui import auth, references, uploads, views
 
 # An emoji favicon is drawn in the page; a ":material/…" one would be fetched from Google's font servers.
 st.set_page_config(page_title="Systems leadership evidence", page_icon="🧭", layout="wide")
@@ -102,6 +102,52 @@ def show_passage(kb: KnowledgeBase, p, labels: dict[str, str], key: str, limit: 
     names = [lab for _, _, lab in views.tags(p, labels)]
     if names:
         st.caption(esc(" · ".join(names)))
+
+
+# -- who may change the knowledge base ------------------------------------------------------------------
+def may_change(kb: KnowledgeBase) -> bool:
+    """On a shared deployment (``KB_AUTH``) uploading and evaluating need a signed-in user; else all is open."""
+    return not kb.settings.auth or bool(st.user.is_logged_in)
+
+
+def user_name() -> str:
+    """Who is signed in, as the provider names them ("" on one laptop)."""
+    if not st.user.is_logged_in:
+        return ""
+    return str(st.user.get("name") or st.user.get("email") or st.user.get("sub") or "a user")
+
+
+def note_change(kb: KnowledgeBase, action: str, what: str) -> None:
+    if kb.settings.auth:
+        auth.record_change(kb.settings, user_name(), action, what)
+
+
+def sign_in_box(kb: KnowledgeBase, what: str) -> None:
+    """Say why a change is not offered, with the way to sign in."""
+    st.info(f"Sign in to {what}: this knowledge base is shared, and changes need a signed-in user.")
+    sign_in_button(kb, key=f"sign_in_{what}")
+
+
+def sign_in_button(kb: KnowledgeBase, key: str) -> None:
+    if st.button("Sign in", key=key, type="primary"):
+        try:
+            st.login()
+        except Exception as exc:  # the [auth] secrets are missing: started without `kb app`
+            st.error(esc(f"Sign-in is not set up ({exc}). Start the app with `kb app`, which writes the "
+                         f"sign-in settings for {kb.settings.auth} under {kb.settings.auth_dir}."))
+
+
+def account(kb: KnowledgeBase) -> None:
+    """The sidebar's sign-in line, on a shared deployment only."""
+    if not kb.settings.auth:
+        return
+    if st.user.is_logged_in:
+        st.caption(esc(f"Signed in as {user_name()}"))
+        if st.button("Sign out", key="sign_out"):
+            st.logout()
+    else:
+        st.caption("Reading is open; sign in to add documents or run evaluations.")
+        sign_in_button(kb, key="sign_in_sidebar")
 
 
 # -- Ask ---------------------------------------------------------------------------------------------
@@ -506,6 +552,9 @@ def page_library() -> None:
     st.caption(f"{len(docs)} documents, {sum(d.passages for d in docs)} passages, in {kb.settings.home}")
 
     st.subheader("Add a document")
+    if not may_change(kb):
+        sign_in_box(kb, "add documents")
+        return
     st.caption(f"PDF, Word (.docx), text, Markdown or HTML, up to {kb.settings.max_file_mb} MB. It is saved under "
                f"{kb.settings.uploads_dir} and ingested like the shipped documents: searchable at once.")
     up = st.file_uploader("Upload", type=list(uploads.UPLOAD_TYPES), key="upload",
@@ -524,6 +573,7 @@ def page_library() -> None:
             status.update(label=f"{up.name}: " + ("ingested" if outcome.ok else "could not be ingested"),
                           state="complete" if outcome.ok else "error", expanded=False)
         done[up.file_id] = outcome
+        note_change(kb, "upload", f"{up.name} → {outcome.doc_id}" if outcome.ok else f"{up.name} (refused)")
         st.session_state.pop("_answer", None)
     if up is not None:
         outcome = done[up.file_id]
@@ -641,6 +691,7 @@ def run_controls(kb, out: Path, repo: Path) -> None:
             st.error(esc(f"The evaluation failed: {exc}"))
             return
         bar.progress(1.0, text="Done")
+        note_change(kb, "evaluation", str(gold_path))
         st.success(esc(f"Report written to {out}"))
         st.code(report.summary(), language=None)
         st.rerun()
@@ -653,7 +704,10 @@ def page_evaluation() -> None:
     out = kb.settings.home / "eval"
     repo = PROJECT_ROOT / "evals"
     st.subheader("Run the evaluation")
-    run_controls(kb, out, repo)
+    if may_change(kb):
+        run_controls(kb, out, repo)
+    else:
+        sign_in_box(kb, "run evaluations")
     shown = show_report(out, f"Latest report ({out})")
     committed = {name: plot for name, plot in COMMITTED_REPORTS.items() if (repo / name).exists()}
     for name, plot in committed.items():
@@ -698,6 +752,7 @@ def main() -> None:
     with st.sidebar:
         n_docs = len(kb.docs.ids())
         st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")
+        account(kb)
     nav.run()
 
 

@@ -56,6 +56,12 @@ class Settings:
     # Retrieval defaults.
     k: int = 5
     mode: str = "hybrid"
+    # A shared deployment: an OpenID Connect issuer URL; reading stays open, changes need a signed-in user.
+    auth: str = ""
+    auth_client_id: str = "syslead-kb"
+    auth_client_secret: str = ""
+    # The address users reach the app at (the sign-in redirect returns there); default http://ADDRESS:PORT.
+    app_url: str = ""
     # Larger files are refused by name: embedding 50 MB of text takes most of an hour on 2 cores.
     max_file_mb: int = 20
 
@@ -123,6 +129,10 @@ class Settings:
     @property
     def bm25_dir(self) -> Path:
         return self.home / "bm25"
+
+    @property
+    def auth_dir(self) -> Path:
+        return self.home / "auth"
 
     @property
     def lock_path(self) -> Path:

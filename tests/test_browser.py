@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -105,16 +106,15 @@ def expected(hostile_kb) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(hostile_kb, driver, expected):
-    """``kb app`` (what the README's main command runs) on loopback; the browser is already open."""
+@contextmanager
+def running_app(home: Path, log_name: str, **env_extra: str):
+    """``kb app`` (what the README's main command runs) on loopback, until the block ends."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update(KB_HOME=str(hostile_kb.settings.home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONUNBUFFERED="1")
+    env.update(KB_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", **env_extra)
     if os.environ.get("KB_ONTOLOGY"):
         env["KB_ONTOLOGY"] = os.environ["KB_ONTOLOGY"]
-    log = (artifacts() / "streamlit-server.log").open("w")
+    log = (artifacts() / log_name).open("w")
     started = time.monotonic()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("kb")), "app", "--address", "127.0.0.1", "--port", str(port)],
@@ -144,6 +144,13 @@ def server(hostile_kb, driver, expected):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(hostile_kb, driver, expected):
+    """The app over the hostile knowledge base; the browser is already open."""
+    with running_app(hostile_kb.settings.home, "streamlit-server.log") as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +299,76 @@ def test_the_maps_draw_with_nothing_fetched_off_the_machine(server, driver):
         assert urls and not outside, outside
         driver.save_screenshot(str(artifacts() / shot))
     assert "Page not found" not in body_text(driver) and "passages" in body_text(driver)
+
+
+# -- a shared deployment: reading open, changes behind sign-in --------------------------------------------
+@pytest.fixture(scope="module")
+def provider():
+    """A real OpenID Connect provider on loopback, with one user whose name it asserts."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread() as server:
+        issuer = f"http://localhost:{server.server_port}"
+        claims = json.dumps({"name": "Alice Example", "email": "alice@example.org"}).encode()
+        put = urllib.request.Request(f"{issuer}/users/alice", data=claims, method="PUT",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(put, timeout=10) as r:
+            assert r.status == 204
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def shared_server(corpus_kb, provider, driver, tmp_path_factory):
+    home = tmp_path_factory.mktemp("shared") / "home"
+    shutil.copytree(corpus_kb.settings.home, home, ignore=shutil.ignore_patterns("ingest.lock", "uploads", "eval"))
+    with running_app(home, "streamlit-shared.log", KB_AUTH=provider, KB_AUTH_CLIENT_SECRET="loopback-only") as app:
+        yield {**app, "home": home}
+
+
+def button(d, label: str):
+    """The visible button with this label, or None (read in one call, so a re-render cannot stale it)."""
+    return d.execute_script(
+        "return Array.from(document.querySelectorAll('button')).find("
+        "b => b.innerText.trim() === arguments[0] && b.offsetParent !== null) || null", label)
+
+
+def test_a_shared_deployment_needs_sign_in_to_change_it(shared_server, driver):
+    from selenium.webdriver.common.by import By
+
+    url = shared_server["url"]
+    # reading is open: an answer without signing in
+    driver.get(url + "/")
+    ask(driver, POOLED, "[1]", timeout=120)
+    # uploading and evaluating are not offered, and say how to get them
+    driver.get(url + "/library")
+    wait_for(driver, lambda d: "Sign in to add documents" in body_text(d), 60, "the library's sign-in notice")
+    wait_idle(driver, 30)
+    assert not driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
+    driver.get(url + "/evaluation")
+    wait_for(driver, lambda d: "Sign in to run evaluations" in body_text(d), 60, "the evaluation's sign-in notice")
+    wait_idle(driver, 30)
+    assert button(driver, "Run evaluation") is None
+    # signing in at the provider, and back
+    wait_for(driver, lambda d: button(d, "Sign in"), 30, "a Sign in button").click()
+    wait_for(driver, lambda d: d.find_elements(By.NAME, "sub"), 30, "the provider's sign-in form")
+    assert driver.current_url.startswith(shared_server["url"].replace("127.0.0.1", "localhost").rsplit(":", 1)[0])
+    driver.find_element(By.NAME, "sub").send_keys("alice")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Authorize']").click()
+    wait_for(driver, lambda d: "Signed in as Alice Example" in body_text(d), 60, "the app, signed in")
+    # now a document can be added, and the change is recorded with its author
+    driver.get(url + "/library")
+    upload = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[type="file"]'), 60, "the uploader")
+    note = shared_server["home"].parent / "harbour-minutes.txt"
+    note.write_text("Harbour board minutes\n\nThe harbour board met in spring to agree the dredging timetable "
+                    "with the port authority and the county council.\n", encoding="utf-8")
+    upload[0].send_keys(str(note))
+    wait_for(driver, lambda d: "is in the knowledge base as" in body_text(d), 120, "the upload to be ingested")
+    changes = [json.loads(line) for line in (shared_server["home"] / "auth" / "changes.jsonl").read_text().splitlines()]
+    assert changes[-1]["user"] == "Alice Example" and changes[-1]["action"] == "upload"
+    assert "harbour-minutes.txt" in changes[-1]["what"]
+    driver.get(url + "/evaluation")
+    wait_for(driver, lambda d: button(d, "Run evaluation"), 60, "the Run evaluation button")
+    # signing out closes them again
+    button(driver, "Sign out").click()
+    driver.get(url + "/library")
+    wait_for(driver, lambda d: "Sign in to add documents" in body_text(d), 60, "the library locked again")

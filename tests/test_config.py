@@ -29,3 +29,20 @@ def test_no_code_reads_a_kb_variable_that_is_not_a_setting():
     for path in [*PROJECT_ROOT.glob("kb/**/*.py"), *PROJECT_ROOT.glob("ingest/*.py"), PROJECT_ROOT / "app.py"]:
         read |= set(re.findall(r"environ(?:\.get\(|\[)\s*[\"'](KB_[A-Z_]+)", path.read_text(encoding="utf-8")))
     assert read <= settings, read - settings
+
+
+def test_sign_in_settings_are_written_under_kb_home_for_the_owner_only(tmp_path):
+    import stat
+    import tomllib
+
+    from kb.ui.auth import write_secrets
+
+    s = Settings(home=tmp_path / "home", auth="https://login.example.org/realms/kb/", auth_client_secret='a"b')
+    path = write_secrets(s, "https://kb.example.org/")
+    assert path.parent == s.auth_dir and stat.S_IMODE(path.stat().st_mode) == 0o600
+    auth = tomllib.loads(path.read_text())["auth"]
+    assert auth["redirect_uri"] == "https://kb.example.org/oauth2callback"
+    assert auth["server_metadata_url"] == "https://login.example.org/realms/kb/.well-known/openid-configuration"
+    assert auth["client_secret"] == 'a"b' and auth["client_id"] == "syslead-kb"
+    first = auth["cookie_secret"]
+    assert len(first) >= 32 and tomllib.loads(write_secrets(s, "https://kb.example.org").read_text())["auth"]["cookie_secret"] == first

@@ -360,6 +360,12 @@ def cmd_app(kb: KnowledgeBase, args) -> int:
     cmd = [sys.executable, "-m", "kb.ui.serve", "--server.port", str(args.port),
            "--server.address", args.address, "--browser.gatherUsageStats", "false",
            "--server.headless", "true"]
+    if kb.settings.auth:  # a shared deployment: the sign-in settings, kept under KB_HOME
+        from kb.ui.auth import write_secrets
+
+        url = kb.settings.app_url or f"http://{args.address}:{args.port}"
+        cmd += ["--secrets.files", str(write_secrets(kb.settings, url))]
+        print(f"Sign-in through {kb.settings.auth}: reading is open, changes need a signed-in user.")
     if kb.is_empty():
         print("The knowledge base is empty: ingesting the shipped corpus first.")
     kb.prepare_app()
