@@ -301,6 +301,43 @@ def test_the_maps_draw_with_nothing_fetched_off_the_machine(server, driver):
     assert "Page not found" not in body_text(driver) and "passages" in body_text(driver)
 
 
+def test_a_bubble_click_lists_its_passages_and_the_report_shows_tables(server, driver, hostile_kb):
+    """What a programme designer and a researcher check by eye: a click on a bubble of the evidence map
+    lists that cell's passages (as many as the bubble says); the map shows no "None"; the Evaluation
+    page shows its report as tables, not as Markdown source."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver.get(server["url"] + "/evidence-map")
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '.vega-embed .mark-symbol path[aria-label^="column: "]'),
+             90, "the bubbles")
+    wait_idle(driver, 30)
+    shown = driver.find_element(By.TAG_NAME, "h3").text
+    labels = [m.get_attribute("aria-label") for m in
+              driver.find_elements(By.CSS_SELECTOR, '.vega-embed .mark-symbol path[aria-label^="column: "]')]
+    cells = [dict(part.split(": ", 1) for part in label.split("; ")) for label in labels]
+    # the smallest bubble that is not the cell already listed
+    cell = min((c for c in cells if f"{c['row']} × {c['column']}" not in shown), key=lambda c: int(c["passages"]))
+    frame = views.evidence_table(hostile_kb.retriever.passages, "dimension", "region", hostile_kb.ontology,
+                                 hostile_kb.documents())
+    assert frame.loc[cell["row"], cell["column"]] == int(cell["passages"])  # the bubble says what the stores hold
+    mark = next(m for m in driver.find_elements(By.CSS_SELECTOR, ".vega-embed .mark-symbol path")
+                if m.get_attribute("aria-label") == labels[cells.index(cell)])
+    ActionChains(driver).move_to_element(mark).click().perform()
+    heading = f"{cell['passages']} passages: {cell['row']} × {cell['column']}"
+    wait_for(driver, lambda d: heading in d.find_element(By.TAG_NAME, "h3").text, 60, heading)
+    wait_idle(driver, 30)
+    assert "None" not in body_text(driver)
+    driver.save_screenshot(str(artifacts() / "browser-bubble-click.png"))
+
+    driver.get(server["url"] + "/evaluation")
+    wait_for(driver, lambda d: d.execute_script("return document.querySelectorAll('table th').length") > 0, 60,
+             "a report table")
+    headers = driver.execute_script("return Array.from(document.querySelectorAll('table th')).map(e => e.innerText)")
+    assert "MRR@10" in headers and "recall@5" in headers
+    assert "| mode |" not in body_text(driver)  # the table drawn, not its Markdown source
+
+
 # -- a shared deployment: reading open, changes behind sign-in --------------------------------------------
 @pytest.fixture(scope="module")
 def provider():
