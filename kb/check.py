@@ -11,7 +11,7 @@ from pathlib import Path
 from ingest.chunk import CHUNKER_VERSION
 from kb.index import Indexer
 from kb.records import SentenceRecord
-from kb.stores.graph import KnowledgeGraph
+from kb.stores.graph import KnowledgeGraph, doc_graph
 from kb.vocab.ontology import Ontology
 from kb.vocab.validate import validate_graph, validate_vocabulary
 
@@ -22,7 +22,7 @@ def _id_doc(chunk_id: str) -> str:
 
 def validate(folder: Path, ontology: Ontology, graph: KnowledgeGraph) -> list[str]:
     """SHACL and label problems of the vocabulary and of the ingested graph, each naming its file."""
-    documents = {graph.path(doc_id): g for doc_id, g in graph.docs.items()}
+    documents = {f"graph <{doc_graph(doc_id)}>": graph.document_graph(doc_id) for doc_id in sorted(graph.document_ids())}
     return validate_vocabulary(folder) + validate_graph(ontology.graph, documents, folder)
 
 
@@ -49,7 +49,7 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
     incomplete = sorted(set(incomplete) | {
         e.path for e in manifest.entries.values()
         if e.sentences is not None and sum(len(sentences.get(c, ())) for c in e.chunk_ids) != e.sentences})
-    graph_doc_orphans = sorted(set(graph.docs) - docs_expected)
+    graph_doc_orphans = sorted(graph.document_ids() - docs_expected)
 
     if store_orphans:
         problems.append(f"{len(store_orphans)} passage(s) in Chroma that no finished ingestion recorded "

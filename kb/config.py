@@ -43,6 +43,8 @@ class Settings:
     # Where the model runs ("cpu", "cuda", "mps"); the compiled encoder is used on the CPU only.
     device: str = "cpu"
     chroma_url: str = ""
+    # A SPARQL 1.1 server for the graph (e.g. `oxigraph serve --union-default-graph`); default: Oxigraph under KB_HOME.
+    graph_url: str = ""
     collection: str = "passages"
     # Passage sizing, in the embedding model's word pieces (all-MiniLM-L6-v2 reads 256).
     max_tokens: int = 256
@@ -124,6 +126,12 @@ class Settings:
 
     @property
     def graph_path(self) -> Path:
+        """The embedded Oxigraph store."""
+        return self.home / "oxigraph"
+
+    @property
+    def legacy_graph_path(self) -> Path:
+        """Per-document N-Triples files of earlier versions, moved into the store on first open."""
         return self.home / "graph"
 
     @property

@@ -37,6 +37,7 @@ from kb.stores.documents import DocStore
 from kb.stores.graph import KnowledgeGraph
 from kb.stores.keyword import KeywordIndex
 from kb.stores.manifest import Manifest
+from kb.stores.triplestore import open_store
 from kb.stores.vectors import PassageStore
 from kb.vocab.linking import Linker, vocabulary_hash
 from kb.vocab.ontology import Ontology
@@ -80,7 +81,9 @@ class KnowledgeBase:
 
     @cached_property
     def graph(self) -> KnowledgeGraph:
-        return KnowledgeGraph(self.settings.graph_path, self.ontology)
+        s = self.settings
+        return KnowledgeGraph(open_store(s.graph_path, s.graph_url), self.ontology,
+                              vocabulary_version=vocabulary_hash(s.ontology), legacy=s.legacy_graph_path)
 
     @cached_property
     def linker(self) -> Linker:

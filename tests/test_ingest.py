@@ -122,7 +122,7 @@ def test_reingest_is_incremental_replaces_and_prunes(new_kb, tmp_path):
     assert pruned.pruned == [str((folder / "notes.md").resolve())]
     assert kb.store.passages(where={"doc_id": "notes"}) == []
     assert kb.document("notes") is None
-    assert "notes" not in kb.graph.docs
+    assert "notes" not in kb.graph.document_ids()
     assert all(p.doc_id != "notes" for p in kb.retriever.passages)
 
 

@@ -1,8 +1,9 @@
-"""The knowledge graph: the vocabulary plus documents and passages with their links (rdflib).
+"""The knowledge graph: the vocabulary plus documents and passages with their links, in a triple store.
 
-Each document's triples live in their own N-Triples file under ``KB_HOME/graph/``, written
-atomically, so re-ingesting a document replaces exactly its triples and a killed run never
-leaves a half-written graph. SPARQL runs over the union, SELECT and ASK only.
+Each document's triples are one named graph, replaced in one transaction, so re-ingesting a document
+replaces exactly its triples and a killed run never leaves half of them. The vocabulary is a named graph
+of its own, reloaded when it changes. SPARQL runs on the store (the union of its graphs), SELECT and ASK
+only; the store is Oxigraph under ``KB_HOME`` or a SPARQL 1.1 server (:mod:`kb.stores.triplestore`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from urllib.parse import quote
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, SKOS
 
-from kb.files import write_atomic
+import pyoxigraph as ox
+
 from kb.records import Document, Passage
+from kb.stores.triplestore import TripleStore, check_query
 from kb.vocab.ontology import BASE, SLO, Ontology
 
 DOC = Namespace(BASE + "doc/")
 PASSAGE = Namespace(BASE + "passage/")
+GRAPH = BASE + "graph/"
+VOCABULARY = GRAPH + "vocabulary"
+VERSION = GRAPH + "version"  # holds the vocabulary's version: <vocabulary> dcterms:hasVersion "…"
 LINKS = {"concepts": SLO.mentionsConcept, "places": SLO.aboutPlace, "dimensions": SLO.evidencesDimension}
 PREFIXES = {
     "skos": SKOS, "dcterms": DCTERMS, "slo": SLO, "xsd": XSD, "rdf": RDF,
@@ -44,12 +50,25 @@ SELECT DISTINCT ?concept WHERE {
 }"""
 
 
+LINK_COUNTS = """
+SELECT ?concept (COUNT(?passage) AS ?n) WHERE {
+  ?passage slo:mentionsConcept|slo:aboutPlace|slo:evidencesDimension ?concept .
+} GROUP BY ?concept"""
+PASSAGE_IDS = "SELECT ?id WHERE { ?passage a slo:Passage ; dcterms:identifier ?id }"
+DOCUMENT_IDS = """SELECT ?g ?id WHERE { GRAPH ?g { ?doc a slo:Document ; dcterms:identifier ?id } }"""
+
+
 class QueryRefused(ValueError):
     """A SPARQL request that is not a SELECT or ASK query, or does not parse."""
 
 
 def doc_uri(doc_id: str) -> URIRef:
     return DOC[quote(doc_id, safe="-_.")]
+
+
+def doc_graph(doc_id: str) -> str:
+    """The named graph that holds one document's triples."""
+    return GRAPH + "doc/" + quote(doc_id, safe="-_.")
 
 
 def passage_uri(chunk_id: str) -> URIRef:
@@ -89,90 +108,117 @@ def document_triples(doc: Document, passages: list[Passage], ontology: Ontology)
     return g
 
 
+def replace_graph(graph: str, g: Graph) -> str:
+    """One update that replaces a named graph's triples (N-Triples is SPARQL's own term syntax)."""
+    name = str(ox.NamedNode(graph))
+    return f"DROP SILENT GRAPH {name} ;\nINSERT DATA {{ GRAPH {name} {{\n{g.serialize(format='nt')}}} }}"
+
+
+def _prefixes() -> dict[str, str]:
+    return {p: str(ns) for p, ns in PREFIXES.items()}
+
+
 class KnowledgeGraph:
-    def __init__(self, folder: Path, ontology: Ontology) -> None:
-        self.folder = folder
+    """The vocabulary and every document's graph in one store; SPARQL with bound values only."""
+
+    def __init__(self, store: TripleStore, ontology: Ontology, vocabulary_version: str = "",
+                 legacy: Path | None = None) -> None:
+        self.store = store
         self.ontology = ontology
-        self._docs: dict[str, Graph] | None = None
+        self.vocabulary_version = vocabulary_version
+        self.legacy = legacy  # a folder of per-document N-Triples files, from before the store
+        self._ready = False
 
-    def path(self, doc_id: str) -> Path:
-        return self.folder / f"{quote(doc_id, safe='-_.')}.nt"
+    def _prepare(self) -> None:
+        """Once per process: the vocabulary graph brought up to date, N-Triples files of old moved in."""
+        if self._ready:
+            return
+        self._ready = True
+        known = self.store.select("SELECT ?v WHERE { GRAPH ?version { ?vocab dcterms:hasVersion ?v } }",
+                                  _prefixes(), {"version": ox.NamedNode(VERSION), "vocab": ox.NamedNode(VOCABULARY)})
+        if [r["v"] for r in known["rows"]] != [self.vocabulary_version]:
+            version = Graph()
+            version.add((URIRef(VOCABULARY), DCTERMS.hasVersion, Literal(self.vocabulary_version)))
+            self.store.update(replace_graph(VOCABULARY, self.ontology.graph) + " ;\n" + replace_graph(VERSION, version))
+        if self.legacy is not None and self.legacy.is_dir():
+            self._migrate(self.legacy)
 
-    @property
-    def docs(self) -> dict[str, Graph]:
-        if self._docs is None:
-            self._docs = {}
-            for path in sorted(self.folder.glob("*.nt")) if self.folder.exists() else []:
-                g = Graph()
-                g.parse(path, format="nt")
-                ident = g.value(None, RDF.type, SLO.Document)
-                doc_id = str(g.value(ident, DCTERMS.identifier)) if ident is not None else path.stem
-                self._docs[doc_id] = g
-        return self._docs
+    def _migrate(self, folder: Path) -> None:
+        for path in sorted(folder.glob("*.nt")):
+            g = Graph()
+            g.parse(path, format="nt")
+            ident = g.value(None, RDF.type, SLO.Document)
+            doc_id = str(g.value(ident, DCTERMS.identifier)) if ident is not None else path.stem
+            self.store.update(replace_graph(doc_graph(doc_id), g))
+            path.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
+    # -- writing ---------------------------------------------------------------------------------------
     def replace_document(self, doc: Document, passages: list[Passage]) -> None:
-        g = document_triples(doc, passages, self.ontology)
-        write_atomic(self.path(doc.meta.doc_id), g.serialize(format="nt"))
-        self.docs[doc.meta.doc_id] = g
+        self._prepare()
+        self.store.update(replace_graph(doc_graph(doc.meta.doc_id), document_triples(doc, passages, self.ontology)))
 
     def remove_document(self, doc_id: str) -> None:
-        self.path(doc_id).unlink(missing_ok=True)
-        self.docs.pop(doc_id, None)
+        self._prepare()
+        self.store.update(f"DROP SILENT GRAPH {ox.NamedNode(doc_graph(doc_id))}")
 
-    def union(self) -> Graph:
+    # -- reading ---------------------------------------------------------------------------------------
+    def document_ids(self) -> set[str]:
+        """The documents the graph holds, each in its own graph."""
+        return {r["id"] for r in self.select(DOCUMENT_IDS)["rows"] if r["g"].startswith(GRAPH + "doc/")}
+
+    def document_graph(self, doc_id: str) -> Graph:
+        """One document's triples, as rdflib reads them (for SHACL validation)."""
+        self._prepare()
         g = Graph()
-        for prefix, ns in PREFIXES.items():
-            g.bind(prefix, ns)
-        g += self.ontology.graph
-        for part in self.docs.values():
-            g += part
+        g.parse(data=self.store.ntriples(doc_graph(doc_id)), format="nt")
         return g
 
     def passage_ids(self) -> set[str]:
-        return {
-            str(g.value(node, DCTERMS.identifier))
-            for g in self.docs.values() for node in g.subjects(RDF.type, SLO.Passage)
-        }
+        return {r["id"] for r in self.select(PASSAGE_IDS)["rows"]}
 
     def link_counts(self) -> Counter:
         """Passages linked to each concept, place and dimension id."""
-        counts: Counter = Counter()
         uri_to_id = {c.uri: c.id for c in self.ontology.concepts.values()}
-        for g in self.docs.values():
-            for prop in LINKS.values():
-                for _, o in g.subject_objects(prop):
-                    counts[uri_to_id.get(str(o), str(o))] += 1
-        return counts
+        return Counter({uri_to_id.get(r["concept"], r["concept"]): int(r["n"]) for r in self.select(LINK_COUNTS)["rows"]})
 
-    def query(self, text: str, bindings: dict | None = None) -> dict:
-        """Run a SELECT or ASK query; anything else is refused. Values are bound, never pasted."""
-        from rdflib.plugins.sparql import prepareQuery  # a fifth of a second that commands without SPARQL skip
+    def select(self, text: str, bindings: dict[str, ox.NamedNode | ox.Literal] | None = None) -> dict:
+        """A query the library wrote itself, values bound."""
+        self._prepare()
+        return self.store.select(text, _prefixes(), bindings)
 
+    def query(self, text: str) -> dict:
+        """Run a user's SELECT or ASK query; anything else is refused."""
         try:
-            prepared = prepareQuery(text, initNs=PREFIXES)
-        except Exception as exc:
+            kind = check_query(text, _prefixes())
+        except SyntaxError as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if any(word in text.upper() for word in ("INSERT", "DELETE", "LOAD", "CLEAR", "DROP", "CREATE")):
                 raise QueryRefused("only SELECT and ASK queries are allowed; updates are refused") from exc
             raise QueryRefused(f"not a valid SPARQL query: {message}") from exc
-        kind = prepared.algebra.name
-        if kind not in ("SelectQuery", "AskQuery"):
-            raise QueryRefused(f"only SELECT and ASK queries are allowed (this is a {kind.replace('Query', '').upper()} query)")
-        result = self.union().query(prepared, initBindings=bindings or {})
-        if kind == "AskQuery":
-            return {"boolean": bool(result.askAnswer)}
-        names = [str(v) for v in result.vars]
-        rows = [{n: (None if row[i] is None else str(row[i])) for i, n in enumerate(names)} for row in result]
-        return {"vars": names, "rows": rows}
+        if kind == "graph":
+            raise QueryRefused("only SELECT and ASK queries are allowed (this is a CONSTRUCT or DESCRIBE query)")
+        return self.select(text)
 
     def passages_for(self, concept_uri: str) -> list[str]:
         """Ids of passages linked to a concept, place or dimension or to anything narrower."""
-        rows = self.query(PASSAGES_FOR, {"target": URIRef(concept_uri)})["rows"]
+        rows = self.select(PASSAGES_FOR, {"target": ox.NamedNode(concept_uri)})["rows"]
         return sorted(r["id"] for r in rows)
 
     def lookup(self, label: str) -> list[str]:
         """URIs of the concepts whose preferred or alternative label is ``label`` (any case)."""
-        return sorted(r["concept"] for r in self.query(LOOKUP, {"label": Literal(label)})["rows"])
+        return sorted(r["concept"] for r in self.select(LOOKUP, {"label": ox.Literal(label)})["rows"])
+
+    def union(self) -> Graph:
+        """Every triple (vocabulary and documents) as one rdflib graph: for export, not for queries."""
+        self._prepare()
+        g = Graph()
+        for prefix, ns in PREFIXES.items():
+            g.bind(prefix, ns)
+        for name in sorted(self.store.graphs() - {VERSION}):
+            g.parse(data=self.store.ntriples(name), format="nt")
+        return g
 
     def export(self, fmt: str) -> str:
         formats = {"ttl": "turtle", "turtle": "turtle", "jsonld": "json-ld", "json-ld": "json-ld", "nt": "nt"}

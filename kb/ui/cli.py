@@ -17,6 +17,7 @@ from kb.search.retrieval import FilterError
 from kb.ui import references, views
 from kb.stores.graph import QueryRefused
 from kb.stores.lock import LockedError
+from kb.stores.triplestore import GraphServerError, StoreBusy
 from kb.vocab.ontology import OntologyError
 
 
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kb = KnowledgeBase(settings)
         return COMMANDS[args.command](kb, args)
-    except (LockedError, OntologyError, FilterError, ValueError, FileNotFoundError) as exc:
+    except (LockedError, OntologyError, FilterError, ValueError, FileNotFoundError, StoreBusy, GraphServerError) as exc:
         print(f"kb: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -87,8 +87,8 @@ def validate_vocabulary(folder: Path) -> list[str]:
     return _shacl_problems(vocabulary, shapes_graph(folder), where, str(folder)) + label_problems(vocabulary, where, str(folder))
 
 
-def validate_graph(vocabulary: Graph, documents: dict[Path, Graph], folder: Path) -> list[str]:
-    """Problems with the ingested documents and passages (by their graph file), against the vocabulary."""
+def validate_graph(vocabulary: Graph, documents: dict[str, Graph], folder: Path) -> list[str]:
+    """Problems with the ingested documents and passages (each named by where its graph is), against the vocabulary."""
     data = Graph()
     data += vocabulary
     where: dict[URIRef, str] = {}
