@@ -405,7 +405,16 @@ def test_a_shared_deployment_needs_sign_in_to_change_it(shared_server, driver):
     assert "harbour-minutes.txt" in changes[-1]["what"]
     driver.get(url + "/evaluation")
     wait_for(driver, lambda d: button(d, "Run evaluation"), 60, "the Run evaluation button")
-    # signing out closes them again
+    # signing out closes them again (the provider may ask to confirm ending its session)
     button(driver, "Sign out").click()
+
+    def signed_out(d):
+        confirm = button(d, "End session")
+        if confirm is not None:
+            confirm.click()
+            return False
+        return d.current_url.startswith(url) and "Reading is open; sign in" in body_text(d)
+
+    wait_for(driver, signed_out, 60, "the app, signed out")
     driver.get(url + "/library")
     wait_for(driver, lambda d: "Sign in to add documents" in body_text(d), 60, "the library locked again")

@@ -364,6 +364,11 @@ def cmd_app(kb: KnowledgeBase, args) -> int:
     if kb.settings.auth:  # a shared deployment: the sign-in settings, kept under KB_HOME
         from kb.ui.auth import write_secrets
 
+        if not kb.settings.auth_client_secret:
+            print("kb: KB_AUTH needs KB_AUTH_CLIENT_SECRET too: the app signs users in as a confidential "
+                  "client of the provider (register it there with the redirect address KB_APP_URL/oauth2callback)",
+                  file=sys.stderr)
+            return 2
         url = kb.settings.app_url or f"http://{args.address}:{args.port}"
         cmd += ["--secrets.files", str(write_secrets(kb.settings, url))]
         print(f"Sign-in through {kb.settings.auth}: reading is open, changes need a signed-in user.")
