@@ -202,3 +202,30 @@ def test_another_process_holding_the_store_makes_a_reader_wait_then_succeed(corp
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_a_reader_keeps_answering_while_another_process_ingests(tmp_path):
+    """`kb ingest` in one process, SPARQL in another on the same KB_HOME: every query answers, and
+    each sees whole documents only (a document's passages all there or none)."""
+    from tests.test_reliability import run_kb, small_corpus
+
+    home = tmp_path / "home"
+    corpus = small_corpus(tmp_path / "docs")
+    env = {**os.environ, "KB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("KB_CHROMA_URL", None)
+    writer = subprocess.Popen([sys.executable, "-m", "kb.ui.cli", "ingest", str(corpus)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reader = KnowledgeBase(make_settings(home))
+    per_doc = "SELECT ?id (COUNT(?p) AS ?n) WHERE { ?p dcterms:isPartOf ?d . ?d dcterms:identifier ?id } GROUP BY ?id"
+    seen: list[dict[str, int]] = []
+    while writer.poll() is None:
+        if home.exists():
+            seen.append({r["id"]: int(r["n"]) for r in reader.graph.query(per_doc)["rows"]})
+        time.sleep(0.05)
+    assert writer.returncode == 0, writer.stderr.read()
+    final = {r["id"]: int(r["n"]) for r in reader.graph.query(per_doc)["rows"]}
+    assert len(final) == 5 and len(seen) > 10
+    assert any(0 < len(s) < 5 for s in seen), "the reader should have seen the ingestion part-way"
+    assert all(all(final[d] == n for d, n in s.items()) for s in seen)  # whole documents only
+    assert run_kb(home, "check").returncode == 0
