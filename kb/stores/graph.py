@@ -12,10 +12,9 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
+import pyoxigraph as ox
 from rdflib import RDF, XSD, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, SKOS
-
-import pyoxigraph as ox
 
 from kb.records import Document, Passage
 from kb.stores.triplestore import TripleStore, check_query
@@ -48,8 +47,6 @@ SELECT DISTINCT ?concept WHERE {
   ?concept skos:prefLabel|skos:altLabel ?name .
   FILTER(LCASE(STR(?name)) = LCASE(STR(?label)))
 }"""
-
-
 LINK_COUNTS = """
 SELECT ?concept (COUNT(?passage) AS ?n) WHERE {
   ?passage slo:mentionsConcept|slo:aboutPlace|slo:evidencesDimension ?concept .
