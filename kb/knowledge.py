@@ -188,11 +188,9 @@ class KnowledgeBase:
         return {c.id: c.label for c in self.ontology.concepts.values()}
 
     def link_counts(self) -> dict[str, int]:
-        """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
-        counts: Counter = Counter()
-        for p in self.retriever.passages:
-            counts.update({*p.concepts, *p.places, *p.dimensions})
-        return dict(counts)
+        """Passages linked to each concept, place and dimension (directly, not through narrower ones):
+        a ``GROUP BY`` on the graph store, computed again only after a document changes."""
+        return dict(self.graph.link_counts())
 
     def concepts(self, scheme: str | None = None) -> list[ConceptSummary]:
         counts = self.link_counts()
