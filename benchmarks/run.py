@@ -372,6 +372,17 @@ def machine() -> dict:
             "versions": {n: version(n) for n in ("chromadb", "sentence-transformers", "torch", "llama-index-core", "bm25s")}}
 
 
+def graph_section() -> str:
+    """The graph store's section, which ``benchmarks/graph.py`` writes: kept when this report is rewritten."""
+    head = "## The graph store (Oxigraph) as the collection grows"
+    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    if head not in text:
+        return ""
+    start = text.index(head)
+    end = text.find("\n## ", start + len(head))
+    return "\n" + text[start:end if end != -1 else len(text)].rstrip("\n") + "\n"
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -529,7 +540,7 @@ def main(argv=None) -> int:
             results[key] = previous[key]
     if not args.no_report:
         RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        REPORT.write_text(render(results), encoding="utf-8")
+        REPORT.write_text(render(results) + graph_section(), encoding="utf-8")
         say(f"\nwrote {RESULTS.relative_to(ROOT)} and {REPORT.relative_to(ROOT)}")
     return 0
 
