@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ingest.base import IngestError, display_name
 from ingest.chunk import CHUNKER_VERSION, chunk, heading_breaks, quotable_sentences
-from ingest.metadata import SOURCES_FILE, sources_for
+from ingest.metadata import SOURCES_FILE, build_meta, entry_for, sources_for
 from ingest.read import discover, read_document, sha256_file
 from kb.config import Settings
 from kb.embed import Embedder
@@ -60,6 +60,21 @@ def _stamp(path: Path) -> tuple[int, int]:
     """What tells that a file was written to: its size and modification time."""
     st = path.stat()
     return st.st_size, st.st_mtime_ns
+
+
+# What a sources.yaml entry or a library entry says of a document; a change to any is ingested again.
+DESCRIBED = ("title", "authors", "year", "type", "publisher", "url", "doi", "page_marker")
+
+
+def described_as_stored(path: Path, stored: Document, facts: dict | None) -> bool:
+    """Whether the file's entry (in a reference library or sources.yaml) still describes the stored
+    document as it was stored: a corrected title or year is taken up although the file is unchanged."""
+    entry = facts or entry_for(path)
+    if not entry:
+        return True
+    m = stored.meta
+    want = build_meta(path, entry, title=m.title, authors=m.authors, year=m.year)
+    return all(getattr(want, f) == getattr(m, f) for f in DESCRIBED)
 
 
 class Indexer:
@@ -135,9 +150,10 @@ class Indexer:
         except OSError as exc:
             raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
         known = manifest.entries.get(key)
+        stored = self.documents.get(known.doc_id) if known else None
         if (known and known.sha256 == digest and known.vocabulary == self.vocabulary_hash
                 and known.sentences is not None and known.chunker == CHUNKER_VERSION
-                and self.documents.get(known.doc_id) is not None):
+                and stored is not None and described_as_stored(path, stored, facts)):
             return FileResult(display_name(key), "unchanged", known.doc_id, len(known.chunk_ids))
         doc, warnings = read_document(path, known.doc_id if known else None, self.embedder.words, facts)
         if _stamp(path) != stamp:

@@ -228,3 +228,24 @@ def test_more_bad_inputs_and_odd_names(new_kb, tmp_path):
     assert kb.document("bradford-pdf").meta.title == "Bradford notes"
     odd = next(d for d in kb.docs.all() if d.meta.doc_id not in ("bradford-pdf", "latin1"))
     assert "food poverty" in odd.text and ".." not in odd.meta.doc_id and "/" not in odd.meta.doc_id
+
+
+def test_corrected_facts_are_taken_up_although_the_file_is_unchanged(new_kb, tmp_path):
+    """A user fixes a title or a year in sources.yaml (or in the reference library): the next ingest
+    describes the document anew, everywhere it is shown, and the one after leaves it alone."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "note.txt").write_text("Partners in Wigan agreed a shared narrative about wicked issues.\n", encoding="utf-8")
+    facts = "- file: note.txt\n  id: wigan-note\n  title: {title}\n  year: {year}\n"
+    (folder / "sources.yaml").write_text(facts.format(title="Wigan nots", year=2011), encoding="utf-8")
+    kb = new_kb()
+    assert kb.ingest([folder], progress=False).ok
+    (folder / "sources.yaml").write_text(facts.format(title="Wigan notes", year=2012), encoding="utf-8")
+    report = kb.ingest([folder], progress=False)
+    assert [(r.status, r.doc_id) for r in report.results] == [("ingested", "wigan-note")]
+    (summary,) = kb.documents()
+    assert (summary.title, summary.year) == ("Wigan notes", 2012)
+    assert kb.graph.query("SELECT ?t WHERE { ?d dcterms:identifier 'wigan-note' ; dcterms:title ?t }")["rows"] == [
+        {"t": "Wigan notes"}]
+    assert kb.ask("What did partners in Wigan agree?").citations[0].title == "Wigan notes"
+    assert [r.status for r in kb.ingest([folder], progress=False).results] == ["unchanged"]
