@@ -20,6 +20,7 @@ from kb.knowledge import KnowledgeBase, shared
 from kb.records import Filters
 from kb.search.retrieval import FilterError
 from kb.stores.lock import LockedError
+from kb.stores.triplestore import GraphServerError, StoreBusy
 from kb.ui import auth, references, uploads, views
 
 # An emoji favicon is drawn in the page; a ":material/…" one would be fetched from Google's font servers.
@@ -747,13 +748,16 @@ def main() -> None:
     if goto in PAGES:
         st.switch_page(PAGES[goto])
     kb = get_kb()
-    ensure_ingested(kb)
-    kb.warm_up_in_background()  # `kb app` started it already; `streamlit run app.py` starts it here
-    with st.sidebar:
-        n_docs = len(kb.docs.ids())
-        st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")
-        account(kb)
-    nav.run()
+    try:
+        ensure_ingested(kb)
+        kb.warm_up_in_background()  # `kb app` started it already; `streamlit run app.py` starts it here
+        with st.sidebar:
+            n_docs = len(kb.docs.ids())
+            st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")
+            account(kb)
+        nav.run()
+    except (GraphServerError, StoreBusy) as exc:  # a graph server that is down, a store held too long
+        st.error(esc(f"{exc}. Reload the page once it is back."))
 
 
 main()

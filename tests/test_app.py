@@ -237,6 +237,14 @@ def test_the_evidence_map_filters_by_document_year_and_type(app, corpus_kb):
     app.multiselect(key="em_docs").unselect(chosen.doc_id).run()
 
 
+def test_a_graph_server_that_is_down_is_said_on_the_page_not_as_a_traceback(corpus_kb, monkeypatch):
+    monkeypatch.setenv("KB_GRAPH_URL", "http://127.0.0.1:9")  # nothing listens there
+    at = start(monkeypatch, corpus_kb.settings.home)
+    goto(at, "browse")
+    assert "the SPARQL server at http://127.0.0.1:9 cannot be reached" in texts(at)
+    assert "Reload the page once it is back." in texts(at)
+
+
 def test_every_page_renders(app, corpus_kb):
     onto = corpus_kb.ontology
     goto(app, "places")
