@@ -24,6 +24,7 @@ from kb.vocab.ontology import BASE, SLO, Ontology
 DOC = Namespace(BASE + "doc/")
 PASSAGE = Namespace(BASE + "passage/")
 GRAPH = BASE + "graph/"
+DOC_GRAPH = GRAPH + "doc/"
 VOCABULARY = GRAPH + "vocabulary"
 VERSION = GRAPH + "version"  # the vocabulary's version, and a stamp that every write changes
 STAMP = GRAPH + "documents"
@@ -35,6 +36,7 @@ PREFIXES = {
     "place": Namespace(BASE + "place/"), "ini": Namespace(BASE + "initiative/"),
     "doc": DOC, "passage": PASSAGE,
 }
+PREFIX_IRIS = {p: str(ns) for p, ns in PREFIXES.items()}
 
 
 # Queries the library runs itself; user text only ever reaches them as bound variables.
@@ -67,7 +69,7 @@ def doc_uri(doc_id: str) -> URIRef:
 
 def doc_graph(doc_id: str) -> str:
     """The named graph that holds one document's triples."""
-    return GRAPH + "doc/" + quote(doc_id, safe="-_.")
+    return DOC_GRAPH + quote(doc_id, safe="-_.")
 
 
 def passage_uri(chunk_id: str) -> URIRef:
@@ -120,10 +122,6 @@ def restamp() -> str:
             f"INSERT DATA {{ GRAPH {version} {{ {stamp} <{DCTERMS.modified}> {ox.Literal(uuid.uuid4().hex)} }} }}")
 
 
-def _prefixes() -> dict[str, str]:
-    return {p: str(ns) for p, ns in PREFIXES.items()}
-
-
 class KnowledgeGraph:
     """The vocabulary and every document's graph in one store; SPARQL with bound values only."""
 
@@ -142,7 +140,7 @@ class KnowledgeGraph:
             return
         self._ready = True
         known = self.store.select("SELECT ?v WHERE { GRAPH ?version { ?vocab dcterms:hasVersion ?v } }",
-                                  _prefixes(), {"version": ox.NamedNode(VERSION), "vocab": ox.NamedNode(VOCABULARY)})
+                                  PREFIX_IRIS, {"version": ox.NamedNode(VERSION), "vocab": ox.NamedNode(VOCABULARY)})
         if [r["v"] for r in known["rows"]] != [self.vocabulary_version]:
             version = Graph()
             version.add((URIRef(VOCABULARY), DCTERMS.hasVersion, Literal(self.vocabulary_version)))
@@ -174,7 +172,7 @@ class KnowledgeGraph:
     # -- reading ---------------------------------------------------------------------------------------
     def document_ids(self) -> set[str]:
         """The documents the graph holds, each in its own graph."""
-        return {r["id"] for r in self.select(DOCUMENT_IDS)["rows"] if r["g"].startswith(GRAPH + "doc/")}
+        return {r["id"] for r in self.select(DOCUMENT_IDS)["rows"] if r["g"].startswith(DOC_GRAPH)}
 
     def document_graph(self, doc_id: str) -> Graph:
         """One document's triples, as rdflib reads them (for SHACL validation)."""
@@ -209,12 +207,12 @@ class KnowledgeGraph:
     def select(self, text: str, bindings: dict[str, ox.NamedNode | ox.Literal] | None = None) -> dict:
         """A query the library wrote itself, values bound."""
         self._prepare()
-        return self.store.select(text, _prefixes(), bindings)
+        return self.store.select(text, PREFIX_IRIS, bindings)
 
     def query(self, text: str) -> dict:
         """Run a user's SELECT or ASK query; anything else is refused."""
         try:
-            kind = check_query(text, _prefixes())
+            kind = check_query(text, PREFIX_IRIS)
         except SyntaxError as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if any(word in text.upper() for word in ("INSERT", "DELETE", "LOAD", "CLEAR", "DROP", "CREATE")):

@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kb.config import Settings
@@ -22,14 +23,18 @@ def metadata_url(issuer: str) -> str:
     return issuer if issuer.endswith(DISCOVERY) else issuer + DISCOVERY
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created so: never readable by others, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def cookie_secret(folder: Path) -> str:
     """The secret that signs the sign-in cookie: made once per ``KB_HOME``, readable by its owner only."""
     path = folder / "cookie-secret"
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -47,19 +52,13 @@ def toml(section: str, values: dict[str, str]) -> str:
 
 def write_secrets(settings: Settings, app_url: str) -> Path:
     """Write the ``[auth]`` secrets for this deployment and return the file Streamlit should read."""
-    folder = settings.auth_dir
-    text = toml("auth", auth_section(settings, app_url, cookie_secret(folder)))
-    path = folder / "secrets.toml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+    path = settings.auth_dir / "secrets.toml"
+    write_private(path, toml("auth", auth_section(settings, app_url, cookie_secret(settings.auth_dir))))
     return path
 
 
 def record_change(settings: Settings, user: str, action: str, what: str) -> None:
     """Append who changed what to ``KB_HOME/auth/changes.jsonl``: a shared base keeps its changes' authors."""
-    from datetime import datetime, timezone
-
     settings.auth_dir.mkdir(parents=True, exist_ok=True)
     line = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "user": user, "action": action, "what": what}
     with (settings.auth_dir / "changes.jsonl").open("a", encoding="utf-8") as out:
