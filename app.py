@@ -95,7 +95,7 @@ def set_question(q: str) -> None:
 
 def show_passage(kb: KnowledgeBase, p, labels: dict[str, str], key: str, limit: int = 600) -> None:
     """A passage as escaped text with its source and tags (used outside the answer)."""
-    title = kb.retriever.title(p.doc_id)
+    title = kb.title(p.doc_id)
     page = f", p. {p.page}" if p.page is not None else ""
     st.markdown(f"**{esc(title)}{esc(page)}**")
     text = " ".join(p.text.split())
@@ -159,7 +159,7 @@ def current_filters() -> Filters:
 
 
 def cached_answer(kb: KnowledgeBase, question: str, filters: Filters):
-    key = (question, tuple(sorted(filters.__dict__.items())), len(kb.retriever.passages))
+    key = (question, tuple(sorted(filters.__dict__.items())), kb.generation())
     held = st.session_state.get("_answer")
     if held and held[0] == key:
         return held[1], held[2]
@@ -226,7 +226,7 @@ def page_ask() -> None:
     for note in ans.notes:
         st.caption(esc(note))
 
-    by_id = {p.chunk_id: p for p in kb.retriever.passages}
+    by_id = {p.chunk_id: p for p in kb.passages([c.chunk_id for c in ans.citations])}
     if ans.citations:
         st.subheader("Sources")
     for src in views.sources(ans.citations):
@@ -343,8 +343,7 @@ def concept_page(kb: KnowledgeBase, cid: str) -> None:
         for j, other in enumerate(ids):
             cols[j % len(cols)].button(onto.label(other), key=f"rel-{name}-{other}", on_click=open_concept,
                                        args=(other,), width="stretch")
-    passages = info.passages
-    st.subheader(f"{len(passages)} passages evidence {c.label}")
+    st.subheader(f"{info.total} passages evidence {c.label}")
     if info.documents:
         a, b = st.columns(2)
         a.markdown("**Documents**")
@@ -355,12 +354,11 @@ def concept_page(kb: KnowledgeBase, cid: str) -> None:
             b.dataframe(pd.DataFrame(info.places, columns=["id", "place", "passages"])[["place", "passages"]],
                         hide_index=True)
     labels = kb.labels()
-    shown = passages[:25]
-    for p in shown:
+    for p in info.passages:
         with st.container(border=True):
             show_passage(kb, p, labels, f"b-{p.chunk_id}")
-    if len(passages) > len(shown):
-        st.caption(f"Showing {len(shown)} of {len(passages)}; filter by it on the Ask page to search within them.")
+    if info.total > len(info.passages):
+        st.caption(f"Showing {len(info.passages)} of {info.total}; filter by it on the Ask page to search within them.")
 
 
 # -- Evidence map ---------------------------------------------------------------------------------------
@@ -377,13 +375,15 @@ def page_evidence() -> None:
     shape = c.radio("Show as", ["Bubbles", "Table"], key="em_shape", horizontal=True)
     every = kb.documents()
     only = map_filter(every)
-    passages, docs = views.filtered(kb.retriever.passages, every, only)
+    docs, within = views.filtered(every, only)
     if only.active():
-        st.caption(f"Counting {len(docs)} of {len(every)} documents ({len(passages)} passages).")
+        st.caption(f"Counting {len(docs)} of {len(every)} documents ({sum(d.passages for d in docs)} passages).")
     if not docs:
         st.info("No document matches these filters.")
         return
-    frame = views.evidence_table(passages, rows, cols, onto, docs, include_empty=False if hide else None)
+    row_axis, col_axis = views.axis_source(rows, onto), views.axis_source(cols, onto)
+    cells = kb.evidence_cells(row_axis, col_axis, within)
+    frame = views.evidence_table(cells, rows, cols, onto, docs, include_empty=False if hide else None)
     row_keys, col_keys = frame.attrs["row_keys"], frame.attrs["col_keys"]
     if frame.empty:
         st.info("No passages link these two axes yet.")
@@ -420,7 +420,7 @@ def page_evidence() -> None:
     a, b = st.columns(2)
     rk = a.selectbox(views.AXIS_LABELS[rows], row_keys, key="em_row", format_func=row_label.get)
     ck = b.selectbox(views.AXIS_LABELS[cols], col_keys, key="em_col", format_func=col_label.get)
-    found = views.cell_passages(passages, rows, rk, cols, ck, views.regions(onto))
+    found = views.findings_first(kb.cell_passages(row_axis, rk, col_axis, ck, within))
     st.subheader(f"{len(found)} passages: {row_label[rk]} × {col_label[ck]}")
     if not found:
         st.info("A gap: no passage links these two.")
@@ -533,8 +533,8 @@ def page_places() -> None:
                 ["concepts: " + ", ".join(onto.label(x) for x in i.concepts)] if i.concepts else [])
             if extra:
                 st.caption(esc(" · ".join(extra)))
-    found = views.passages_linked(kb.retriever.passages, within)
-    st.subheader(f"{len(found)} passages about {c.label}" + (" and places within it" if len(within) > 1 else ""))
+    found, total = kb.linked_passages(within, limit=30)
+    st.subheader(f"{total} passages about {c.label}" + (" and places within it" if len(within) > 1 else ""))
     st.button(f"Ask about {c.label}", on_click=go, args=("ask",), kwargs={"f_place": c.label})
     labels = kb.labels()
     for p in found[:30]:
@@ -752,8 +752,8 @@ def main() -> None:
         ensure_ingested(kb)
         kb.warm_up_in_background()  # `kb app` started it already; `streamlit run app.py` starts it here
         with st.sidebar:
-            n_docs = len(kb.docs.ids())
-            st.caption(f"{n_docs} documents · {len(kb.retriever.passages)} passages")
+            n_docs, n_passages = kb.counts()
+            st.caption(f"{n_docs} documents · {n_passages} passages")
             account(kb)
         nav.run()
     except (GraphServerError, StoreBusy) as exc:  # a graph server that is down, a store held too long

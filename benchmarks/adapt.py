@@ -33,8 +33,8 @@ from kb.records import Document, DocumentMeta  # noqa: E402
 def synthetic_documents(kb: KnowledgeBase, passages_wanted: int, rng: random.Random) -> list[Document]:
     """Documents of the corpus's sentences in a new order, until they make about ``passages_wanted`` passages."""
     sentences = [doc.text[r.start:r.end] for doc in kb.docs.all()
-                 for r in sentence_records(doc, [p for p in kb.retriever.passages if p.doc_id == doc.meta.doc_id])]
-    per_doc = max(1, len(kb.retriever.passages) // max(1, len(kb.docs.all())))
+                 for r in sentence_records(doc, [p for p in kb.all_passages() if p.doc_id == doc.meta.doc_id])]
+    per_doc = max(1, len(kb.all_passages()) // max(1, len(kb.docs.all())))
     docs, made = [], 0
     while made < passages_wanted:
         rng.shuffle(sentences)

@@ -52,7 +52,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 def copies(kb, n_passages: int):
     """(document, passages) pairs: the corpus's documents again and again, each copy its own document."""
     by_doc: dict[str, list] = {}
-    for p in kb.retriever.passages:
+    for p in kb.all_passages():
         by_doc.setdefault(p.doc_id, []).append(p)
     docs = [kb.document(d) for d in sorted(by_doc)]
     made, i = 0, 0
@@ -84,11 +84,11 @@ def measure(graph, kb, repeats: int) -> dict:
 
 def changes(graph, kb) -> dict:
     """Add, replace and remove one document of the corpus (its largest), in milliseconds."""
-    doc_id = max(kb.docs.ids(), key=lambda d: sum(p.doc_id == d for p in kb.retriever.passages))
+    doc_id = max(kb.docs.ids(), key=lambda d: sum(p.doc_id == d for p in kb.all_passages()))
     doc = kb.document(doc_id)
     new = replace(doc, meta=replace(doc.meta, doc_id="bench-added"))
     passages = [replace(p, chunk_id=f"bench-added:{p.index}", doc_id="bench-added")
-                for p in kb.retriever.passages if p.doc_id == doc_id]
+                for p in kb.all_passages() if p.doc_id == doc_id]
     out = {}
     for name, fn in (("add one document", lambda: graph.replace_document(new, passages)),
                      ("replace one document", lambda: graph.replace_document(new, passages[: len(passages) // 2])),
@@ -208,7 +208,7 @@ def main() -> None:
         kb = KnowledgeBase(Settings.from_env(home=Path(args.home) if args.home else work / "home"))
         if kb.is_empty():
             kb.ingest(progress=True)
-        sizes = [len(kb.retriever.passages)] + [int(s) for s in args.sizes.split(",") if s]
+        sizes = [len(kb.all_passages())] + [int(s) for s in args.sizes.split(",") if s]
         rows = []
         for n in sizes:
             row = run_size(kb, n, work, args.repeats, baseline=n <= 10_000)

@@ -288,7 +288,7 @@ def adapt(kb: KnowledgeBase, gold: Path, *, methods: Sequence[str] = DEFAULT_MET
         raise ValueError("the knowledge base is empty: run `kb ingest` first")
     settings = kb.settings
     documents = {d.meta.doc_id: d for d in kb.docs.all()}
-    passages = kb.retriever.passages
+    passages = kb.all_passages()
     pairs = training_pairs(documents, passages, kb.ontology, methods, seed)
     if len(pairs) < 2:
         raise ValueError("the knowledge base holds too little text to adapt the model on")

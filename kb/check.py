@@ -1,4 +1,5 @@
-"""``kb check``: do Chroma, the graph, the documents and the manifest describe the same passages?
+"""``kb check``: do Chroma, the graph, the keyword index, the catalogue, the documents and the manifest
+describe the same passages?
 
 The manifest is the record of what finished; anything else is either completed by
 re-ingesting its file or removed as an orphan of a run that was killed.
@@ -73,8 +74,12 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
     if rechunk:
         problems.append(f"{len(rechunk)} document(s) split into passages by older chunking rules "
                         "(`kb ingest` or --repair splits them anew)")
-    if not indexer.keyword_current():
-        problems.append("the BM25 index is older than the passages")
+    behind, extra = indexer.unindexed()
+    if behind:
+        problems.append(f"{len(behind)} document(s) missing from the keyword index or the catalogue, or held there in "
+                        f"an older version: {', '.join(behind[:5])}{' …' if len(behind) > 5 else ''}")
+    if extra:
+        problems.append(f"document(s) in the keyword index or the catalogue but not in the manifest: {', '.join(extra)}")
 
     if repair and problems:
         store.delete(store_orphans)
@@ -91,14 +96,13 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
         if incomplete:
             for path in incomplete:
                 manifest.entries[path].sha256 = ""  # forces the file to be ingested again
-            manifest.save()
+                manifest.put(manifest.entries[path])
             existing = [Path(p) for p in incomplete if Path(p).exists()]
             gone = [p for p in incomplete if not Path(p).exists()]
             for p in gone:
                 indexer.remove_document(manifest.entries[p].doc_id)
-                del manifest.entries[p]
-            manifest.save()
+                manifest.remove(p)
             if existing:
                 indexer.ingest(existing, progress=False)
-        indexer.rebuild_keyword()
+        indexer.ingest([], progress=False)  # brings the keyword index and the catalogue in line
     return problems

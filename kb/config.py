@@ -121,7 +121,13 @@ class Settings:
         return self.home / "uploads"
 
     @property
-    def manifest_path(self) -> Path:
+    def catalogue_path(self) -> Path:
+        """SQLite: the manifest, and every passage's fields and links (``kb.stores.catalogue``)."""
+        return self.home / "catalogue.sqlite"
+
+    @property
+    def legacy_manifest_path(self) -> Path:
+        """The manifest of earlier versions, moved into the catalogue on first open."""
         return self.home / "manifest.json"
 
     @property
@@ -135,7 +141,12 @@ class Settings:
         return self.home / "graph"
 
     @property
-    def bm25_dir(self) -> Path:
+    def keyword_dir(self) -> Path:
+        return self.home / "keyword"
+
+    @property
+    def legacy_keyword_dir(self) -> Path:
+        """The whole-collection BM25 index of earlier versions, removed once the keyword index holds every document."""
         return self.home / "bm25"
 
     @property

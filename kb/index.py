@@ -1,13 +1,15 @@
 """Ingestion: files → documents → passages → embeddings → links → the stores.
 
 Incremental by content hash. Per document the order is: canonical text, then passages in
-Chroma, then the graph, then the manifest entry, so a run killed at any point leaves a state
-that the next run completes without duplicates (passage ids are stable, writes are upserts).
+Chroma, then the graph, the keyword index and the catalogue, then the manifest entry, so a run killed
+at any point leaves a state that the next run completes without duplicates (passage ids are stable,
+writes replace). Each store is written per document: a change costs in proportion to the document.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,12 +23,14 @@ from ingest.metadata import SOURCES_FILE, build_meta, entry_for, sources_for
 from ingest.read import discover, read_document, sha256_file
 from kb.config import Settings
 from kb.embed import Embedder
-from kb.records import Document, FileResult, IngestReport, ManifestEntry, Passage, SentenceRecord
+from kb.records import Document, DocumentSummary, FileResult, IngestReport, ManifestEntry, Passage, SentenceRecord
+from kb.stores.catalogue import Catalogue
 from kb.stores.documents import DocStore
 from kb.stores.graph import KnowledgeGraph
 from kb.stores.keyword import KeywordIndex
 from kb.stores.lock import ingest_lock
 from kb.stores.manifest import Manifest
+from kb.stores.triplestore import GraphServerError, StoreBusy
 from kb.stores.vectors import PassageStore, to_metadata
 from kb.vocab.linking import Linker
 from kb.vocab.ontology import OntologyError
@@ -81,11 +85,11 @@ class Indexer:
     """Writes documents into every store, keeping them in step; one writer at a time per ``KB_HOME``."""
 
     def __init__(self, settings: Settings, *, documents: DocStore, vectors: PassageStore, graph: KnowledgeGraph,
-                 keyword: KeywordIndex, manifest: Manifest, embedder: Embedder, linker: Linker,
+                 keyword: KeywordIndex, catalogue: Catalogue, manifest: Manifest, embedder: Embedder, linker: Linker,
                  vocabulary_hash: str) -> None:
         self.settings = settings
         self.documents, self.vectors, self.graph = documents, vectors, graph
-        self.keyword, self.manifest = keyword, manifest
+        self.keyword, self.catalogue, self.manifest = keyword, catalogue, manifest
         self.embedder, self.linker = embedder, linker
         self.vocabulary_hash = vocabulary_hash
 
@@ -99,7 +103,10 @@ class Indexer:
             raise OntologyError("the vocabulary does not validate:\n  " + "\n  ".join(problems))
         with ingest_lock(self.settings.lock_path):
             self.manifest.reload()
-            return self._run(paths, prune=prune, progress=progress, on_progress=on_progress)
+            try:
+                return self._run(paths, prune=prune, progress=progress, on_progress=on_progress)
+            finally:
+                self.keyword.close()
 
     def _run(self, paths: list[Path], *, prune: bool, progress: bool, on_progress: Progress | None) -> IngestReport:
         report = IngestReport()
@@ -119,6 +126,8 @@ class Indexer:
                 result = self._ingest_file(path, str(path), report, passages_bar, facts.get(path))
             except IngestError as exc:
                 result = FileResult(display_name(path), "failed", reason=str(exc))
+            except (GraphServerError, StoreBusy):
+                raise  # a store that cannot be reached fails every file: say so once
             except Exception as exc:  # noqa: BLE001 - one file never stops the batch; the stores stay consistent
                 result = FileResult(display_name(path), "failed",
                                     reason=f"could not be read ({type(exc).__name__}: {exc}); the other files "
@@ -133,8 +142,7 @@ class Indexer:
         passages_bar.close()
         if on_progress:
             on_progress("", len(files), len(files))
-        if changed or not self.keyword_current():
-            self.rebuild_keyword()
+        self.sync()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -175,9 +183,8 @@ class Indexer:
         passages_bar.update(len(passages))
         self.linker.link(passages, vectors)
         self.write_document(doc, passages, vectors, sentences, sentence_vectors)
-        manifest.entries[key] = ManifestEntry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages],
-                                              self.vocabulary_hash, len(sentences), CHUNKER_VERSION)
-        manifest.save()
+        manifest.put(ManifestEntry(key, doc.meta.doc_id, digest, [p.chunk_id for p in passages],
+                                   self.vocabulary_hash, len(sentences), CHUNKER_VERSION))
         return FileResult(display_name(key), "ingested", doc.meta.doc_id, len(passages))
 
     def _unique_doc_id(self, doc_id: str, key: str) -> str:
@@ -192,8 +199,7 @@ class Indexer:
         gone = [e for e in self.manifest.entries.values() if not Path(e.path).exists()]
         for entry in gone:
             self.remove_document(entry.doc_id)
-            del self.manifest.entries[entry.path]
-            self.manifest.save()
+            self.manifest.remove(entry.path)
         return [e.path for e in gone]
 
     # -- writing one document --------------------------------------------------------------
@@ -210,28 +216,45 @@ class Indexer:
         self.vectors.delete(sorted(stale))
         self.vectors.delete_sentences(sorted(stale_sentences))
         self.graph.replace_document(doc, passages)
+        self.index_passages(doc, passages)
+
+    def index_passages(self, doc: Document, passages: list[Passage]) -> None:
+        """The keyword index, then the catalogue: what finds and lists a document's passages."""
+        self.keyword.replace_document(doc.meta.doc_id, passages, doc.meta.title)
+        self.catalogue.put_document(DocumentSummary.of(doc, len(passages)), doc.sha256, passages)
 
     def remove_document(self, doc_id: str) -> None:
+        self.catalogue.remove_document(doc_id)
+        self.keyword.remove_document(doc_id)
         self.vectors.delete(self.vectors.ids(doc_id))
         self.vectors.delete_sentences(self.vectors.sentence_ids(doc_id))
         self.graph.remove_document(doc_id)
         self.documents.delete(doc_id)
 
-    # -- the keyword index -----------------------------------------------------------------
-    def _keyword_stamp(self) -> str:
-        ids = sorted(self.manifest.chunk_ids())
-        return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+    # -- the keyword index and the catalogue -----------------------------------------------------
+    def unindexed(self) -> tuple[list[str], list[str]]:
+        """Documents the manifest records that the catalogue or the keyword index lacks (or holds in
+        another version), and documents those hold that the manifest does not."""
+        entries = {e.doc_id: e for e in self.manifest.entries.values()}
+        stored = self.catalogue.document_states()
+        counted = self.keyword.document_counts()
+        behind = sorted(d for d, e in entries.items()
+                        if stored.get(d) != (e.sha256, len(e.chunk_ids)) or counted.get(d) != len(e.chunk_ids))
+        extra = sorted((set(stored) | set(counted)) - set(entries))
+        return behind, extra
 
-    def keyword_current(self) -> bool:
-        """Whether the keyword index holds exactly the passages the manifest records."""
-        return self.keyword.stamp_on_disk() == self._keyword_stamp()
-
-    def rebuild_keyword(self) -> None:
-        """Rebuild the keyword index and the passage snapshot from the vector store."""
-        passages = self.vectors.all_passages()
-        passages.sort(key=lambda p: (p.doc_id, p.start))
-        docs = {d.meta.doc_id: d for d in self.documents.all()}
-        meta = [{"title": docs[p.doc_id].meta.title if p.doc_id in docs else p.doc_id,
-                 "year": docs[p.doc_id].meta.year if p.doc_id in docs else None,
-                 "type": docs[p.doc_id].meta.type if p.doc_id in docs else ""} for p in passages]
-        self.keyword.rebuild(passages, meta, self._keyword_stamp())
+    def sync(self) -> None:
+        """Bring the catalogue and the keyword index in line with the manifest, document by document,
+        from the passages in Chroma: after a run killed between stores, or a knowledge base of an
+        earlier version (whose whole-collection index is then removed)."""
+        behind, extra = self.unindexed()
+        for doc_id in extra:
+            self.catalogue.remove_document(doc_id)
+            self.keyword.remove_document(doc_id)
+        for doc_id in behind:
+            doc = self.documents.get(doc_id)
+            if doc is None:
+                continue  # `kb check` names it; --repair ingests its file again
+            passages = sorted(self.vectors.passages(where={"doc_id": doc_id}), key=lambda p: p.start)
+            self.index_passages(doc, passages)
+        shutil.rmtree(self.settings.legacy_keyword_dir, ignore_errors=True)

@@ -22,17 +22,20 @@ from kb.embed import Embedder, compile_encoder, get_embedder
 from kb.index import Indexer
 from kb.records import (
     Answer,
+    Axis,
     ConceptPage,
     ConceptSummary,
     Document,
     DocumentInfo,
     DocumentSummary,
     IngestReport,
+    Passage,
     SearchResult,
 )
 from kb.search.answer import Answerer
 from kb.search.llm import make_llm
 from kb.search.retrieval import Retriever
+from kb.stores.catalogue import Catalogue
 from kb.stores.documents import DocStore
 from kb.stores.graph import KnowledgeGraph
 from kb.stores.keyword import KeywordIndex
@@ -50,8 +53,9 @@ class KnowledgeBase:
         self.settings = settings or Settings.from_env()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.docs = DocStore(self.settings.docs_dir)
-        self.manifest = Manifest(self.settings.manifest_path)
-        self.keyword = KeywordIndex(self.settings.bm25_dir)
+        self.manifest = Manifest(self.settings.catalogue_path, legacy=self.settings.legacy_manifest_path)
+        self.catalogue = Catalogue(self.settings.catalogue_path)
+        self.keyword = KeywordIndex(self.settings.keyword_dir)
         self._warm_lock = threading.Lock()
         self._warm_seconds: float | None = None
         self._warm_thread: threading.Thread | None = None
@@ -92,13 +96,14 @@ class KnowledgeBase:
     @cached_property
     def indexer(self) -> Indexer:
         return Indexer(self.settings, documents=self.docs, vectors=self.store, graph=self.graph,
-                       keyword=self.keyword, manifest=self.manifest, embedder=self.embedder,
+                       keyword=self.keyword, catalogue=self.catalogue, manifest=self.manifest, embedder=self.embedder,
                        linker=self.linker, vocabulary_hash=self.vocabulary_hash)
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(vectors=self.store, keyword=self.keyword, documents=self.docs, ontology=self.ontology,
-                         linker=self.linker, embedder=self.embedder, reranker=self.settings.reranker)
+        return Retriever(vectors=self.store, keyword=self.keyword, catalogue=self.catalogue, documents=self.docs,
+                         ontology=self.ontology, linker=self.linker, embedder=self.embedder,
+                         reranker=self.settings.reranker)
 
     @cached_property
     def answerer(self) -> Answerer:
@@ -136,17 +141,20 @@ class KnowledgeBase:
 
     def prepare_app(self) -> None:
         """What a long-running app wants before it starts: the shipped corpus ingested when the
-        knowledge base is empty, and the compiled encoder."""
+        knowledge base is empty (or the indexes of an earlier version's knowledge base filled), and
+        the compiled encoder."""
         if self.is_empty():
             self.ingest()
+        elif any(self.indexer.unindexed()):
+            self.ingest([])  # fills the keyword index and the catalogue of an earlier version's knowledge base
         self.compile_encoder()
 
     # -- writing ------------------------------------------------------------------------------
     def ingest(self, paths: list[Path] | None = None, *, prune: bool = False, progress: bool = True,
                on_progress: Callable[[str, int, int], None] | None = None) -> IngestReport:
         """Ingest files and folders (by default the shipped corpus); see :class:`kb.index.Indexer`."""
-        return self.indexer.ingest(paths or [self.settings.corpus], prune=prune, progress=progress,
-                                   on_progress=on_progress)
+        return self.indexer.ingest([self.settings.corpus] if paths is None else paths, prune=prune,
+                                   progress=progress, on_progress=on_progress)
 
     def check(self, repair: bool = False) -> list[str]:
         """Where the stores disagree, in plain words; with ``repair``, mended."""
@@ -166,11 +174,26 @@ class KnowledgeBase:
         return self.docs.get(doc_id)
 
     def documents(self) -> list[DocumentSummary]:
-        counts = {e.doc_id: len(e.chunk_ids) for e in self.manifest.entries.values()}
-        return [DocumentSummary(doc_id=d.meta.doc_id, title=d.meta.title, authors=d.meta.authors, year=d.meta.year,
-                                type=d.meta.type, path=d.meta.path, pages=len(d.pages),
-                                passages=counts.get(d.meta.doc_id, 0), publisher=d.meta.publisher, url=d.meta.url)
-                for d in self.docs.all()]
+        return self.catalogue.documents()
+
+    def counts(self) -> tuple[int, int]:
+        """How many documents and passages the knowledge base holds."""
+        return self.catalogue.counts()
+
+    def generation(self) -> int:
+        """A number that changes whenever a document is written or removed (for caches)."""
+        return self.catalogue.generation()
+
+    def title(self, doc_id: str) -> str:
+        return self.catalogue.title(doc_id) or doc_id
+
+    def passages(self, ids: list[str]) -> list[Passage]:
+        """Passages by id, in the order asked."""
+        return self.catalogue.passages(ids)
+
+    def all_passages(self) -> list[Passage]:
+        """Every passage in document order: for evaluations and tools that read the whole collection."""
+        return self.catalogue.all_passages()
 
     def document_info(self, doc_id: str) -> DocumentInfo | None:
         doc = self.docs.get(doc_id)
@@ -188,28 +211,41 @@ class KnowledgeBase:
         return {c.id: c.label for c in self.ontology.concepts.values()}
 
     def link_counts(self) -> dict[str, int]:
-        """Passages linked to each concept, place and dimension (directly, not through narrower ones):
-        a ``GROUP BY`` on the graph store, computed again only after a document changes."""
-        return dict(self.graph.link_counts())
+        """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
+        return self.catalogue.link_counts()
 
     def concepts(self, scheme: str | None = None) -> list[ConceptSummary]:
         counts = self.link_counts()
         return [ConceptSummary(c, counts.get(c.id, 0))
                 for s in ([scheme] if scheme else SCHEMES) for c in self.ontology.in_scheme(s)]
 
-    def concept_page(self, concept_id: str, narrower: bool = True) -> ConceptPage:
-        """A concept, its passages (with narrower entries by default), and the documents and places they come from."""
+    def concept_page(self, concept_id: str, narrower: bool = True, shown: int = 25) -> ConceptPage:
+        """A concept, the first ``shown`` of its passages (with narrower entries by default) and how many
+        there are, and the documents and places they come from."""
         onto = self.ontology
         wanted = onto.narrower_closure(concept_id) if narrower else {concept_id}
-        found = [p for p in self.retriever.passages if wanted.intersection(p.concepts + p.places + p.dimensions)]
-        titles = {d.meta.doc_id: d.meta.title for d in self.docs.all()}
-        docs = Counter(p.doc_id for p in found)
-        places = Counter(pl for p in found for pl in p.places)
+        titles = {d.doc_id: d.title for d in self.documents()}
+        docs = self.catalogue.linked_count(wanted, by="doc_id")
+        places = self.catalogue.linked_count(wanted, by="places")
         return ConceptPage(
-            concept=onto.concepts[concept_id], passages=found,
+            concept=onto.concepts[concept_id], passages=self.catalogue.linked(wanted, limit=shown),
+            total=sum(docs.values()),
             documents=[(d, titles.get(d, d), n) for d, n in docs.most_common()],
             places=[(pl, onto.label(pl), n) for pl, n in places.most_common()],
         )
+
+    def linked_passages(self, wanted: set[str], limit: int | None = None) -> tuple[list[Passage], int]:
+        """The first ``limit`` passages linked to any of ``wanted``, and how many there are."""
+        return self.catalogue.linked(wanted, limit=limit), self.catalogue.linked_count(wanted)[None]
+
+    def evidence_cells(self, rows: Axis, cols: Axis, doc_ids: set[str] | None = None) -> Counter:
+        """The evidence map: passages per (row key, column key), of ``doc_ids`` only when given."""
+        return self.catalogue.cell_counts(rows, cols, doc_ids)
+
+    def cell_passages(self, rows: Axis, row_key: str, cols: Axis, col_key: str,
+                      doc_ids: set[str] | None = None) -> list[Passage]:
+        """The passages behind one cell of the evidence map, in document order."""
+        return self.catalogue.cell_passages(rows, row_key, cols, col_key, doc_ids)
 
 
 _shared: dict[tuple, KnowledgeBase] = {}

@@ -152,6 +152,12 @@ class DocumentSummary:
     publisher: str = ""
     url: str = ""
 
+    @classmethod
+    def of(cls, doc: Document, passages: int) -> DocumentSummary:
+        m = doc.meta
+        return cls(doc_id=m.doc_id, title=m.title, authors=m.authors, year=m.year, type=m.type, path=m.path,
+                   pages=len(doc.pages), passages=passages, publisher=m.publisher, url=m.url)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -234,12 +240,19 @@ class ConceptSummary:
 
 @dataclass
 class ConceptPage:
-    """A concept's page: the concept, its passages (with narrower entries), and where they come from."""
+    """A concept's page: the concept, its first passages (with narrower entries) and how many there are,
+    and where they come from."""
 
     concept: Concept
     passages: list[Passage]
+    total: int
     documents: list[tuple[str, str, int]]  # (doc id, title, passages)
     places: list[tuple[str, str, int]]  # (place id, label, passages)
+
+
+# An axis of the evidence map: the passages' document ("doc_id") or their links of one scheme ("places"...),
+# optionally mapped to coarser keys (places to their regions); a passage counts once under each key it has.
+Axis = tuple[str, dict[str, str] | None]
 
 
 # -- search and answers -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def norm(text: str) -> str:
 
 def test_training_pairs_come_from_the_documents_and_vocabulary_and_no_question_set(corpus_kb):
     documents = {d.meta.doc_id: d for d in corpus_kb.docs.all()}
-    pairs = training_pairs(documents, corpus_kb.retriever.passages, corpus_kb.ontology, ["ict", "neighbours", "ontology"])
+    pairs = training_pairs(documents, corpus_kb.all_passages(), corpus_kb.ontology, ["ict", "neighbours", "ontology"])
     by_method = {m: [p for p in pairs if p.method == m] for m in ("ict", "neighbours", "ontology")}
     assert all(len(v) > 100 for v in by_method.values()), {m: len(v) for m, v in by_method.items()}
     corpus = {doc_id: norm(d.text) for doc_id, d in documents.items()}

@@ -176,8 +176,9 @@ def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
 
 def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
     """Facet × place: which places have evidence of humility, of ceding power, ... and where the gaps are."""
-    onto, passages = corpus_kb.ontology, corpus_kb.retriever.passages
-    table = views.evidence_table(passages, "facet", "place", onto, corpus_kb.documents())
+    onto, passages = corpus_kb.ontology, corpus_kb.all_passages()
+    cells = corpus_kb.evidence_cells(views.axis_source("facet", onto), views.axis_source("place", onto))
+    table = views.evidence_table(cells, "facet", "place", onto, corpus_kb.documents())
     facets = [c for c in onto.in_scheme("dimensions") if c.broader]
     assert sorted(table.index) == sorted(c.label for c in facets)
     expected = Counter((d, pl) for p in passages for d in p.dimensions for pl in p.places)
@@ -187,11 +188,12 @@ def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
 
 
 def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence_only(corpus_kb):
-    onto, passages = corpus_kb.ontology, corpus_kb.retriever.passages
+    onto, passages = corpus_kb.ontology, corpus_kb.all_passages()
     region = views.regions(onto)
     assert (region["barnet"], region["bradford"], region["plymouth"], region["kent"]) == (
         "london", "yorkshire-and-the-humber", "south-west", "south-east")
-    table = views.evidence_table(passages, "dimension", "region", onto, corpus_kb.documents())
+    by_region = views.axis_source("dimension", onto), views.axis_source("region", onto)
+    table = views.evidence_table(corpus_kb.evidence_cells(*by_region), "dimension", "region", onto, corpus_kb.documents())
     assert {"London", "South West", "Yorkshire and the Humber"} <= set(table.columns)
     assert "Barnet" not in table.columns and len(table.columns) < 30
     # a Barnet passage counts in London's column
@@ -203,7 +205,7 @@ def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence
     assert len(points) == int(table.notna().sum().sum()) and (points["passages"] > 0).all()
     assert set(points["col_key"]) <= set(table.attrs["col_keys"])
     # a cell's passages: what was found before how the study was done
-    cell = views.cell_passages(passages, "dimension", dim, "region", "london", region)
+    cell = views.findings_first(corpus_kb.cell_passages(by_region[0], dim, by_region[1], "london"))
     methods = [bool(views.METHOD.search(p.text[:300])) for p in cell]
     assert methods == sorted(methods) and len(cell) == len(london)
 
@@ -217,7 +219,7 @@ def test_the_evidence_map_filters_by_document_year_and_type(app, corpus_kb):
     assert not app.exception
     table = app.dataframe[0].value
     assert sorted(table.columns) == sorted(d.title for d in docs if d.doc_id in pages)
-    kept = [p for p in corpus_kb.retriever.passages if p.doc_id in pages]
+    kept = [p for p in corpus_kb.all_passages() if p.doc_id in pages]
     assert f"Counting {len(pages)} of {len(docs)} documents ({len(kept)} passages)." in texts(app)
     roots = {c.id for c in corpus_kb.ontology.roots("dimensions")}
     (top, n), = Counter(d for p in kept for d in p.dimensions if d in roots).most_common(1)
@@ -237,12 +239,18 @@ def test_the_evidence_map_filters_by_document_year_and_type(app, corpus_kb):
     app.multiselect(key="em_docs").unselect(chosen.doc_id).run()
 
 
-def test_a_graph_server_that_is_down_is_said_on_the_page_not_as_a_traceback(corpus_kb, monkeypatch):
+def test_a_graph_server_that_is_down_stops_no_reader_and_is_said_on_upload(small_home, monkeypatch, tmp_path):
     monkeypatch.setenv("KB_GRAPH_URL", "http://127.0.0.1:9")  # nothing listens there
-    at = start(monkeypatch, corpus_kb.settings.home)
-    goto(at, "browse")
-    assert "the SPARQL server at http://127.0.0.1:9 cannot be reached" in texts(at)
-    assert "Reload the page once it is back." in texts(at)
+    at = start(monkeypatch, small_home.settings.home)
+    goto(at, "browse")  # reading needs the catalogue, not the graph
+    assert not at.exception and "1 documents · " in texts(at)
+    goto(at, "library")
+    at.file_uploader(key="upload").set_value(("note.md", b"# Pooled budgets\n\nBarnet pooled its budgets.\n",
+                                              "text/markdown")).run()
+    shown = texts(at)
+    assert not at.exception
+    assert "the SPARQL server at http://127.0.0.1:9 cannot be reached" in shown
+    assert "note.md is saved: upload it again to add it." in shown
 
 
 def test_every_page_renders(app, corpus_kb):

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -318,8 +319,11 @@ def test_a_bubble_click_lists_its_passages_and_the_report_shows_tables(server, d
     cells = [dict(part.split(": ", 1) for part in label.split("; ")) for label in labels]
     # the smallest bubble that is not the cell already listed
     cell = min((c for c in cells if f"{c['row']} × {c['column']}" not in shown), key=lambda c: int(c["passages"]))
-    frame = views.evidence_table(hostile_kb.retriever.passages, "dimension", "region", hostile_kb.ontology,
-                                 hostile_kb.documents())
+    onto = hostile_kb.ontology
+    region = views.regions(onto)
+    counted = Counter(key for p in hostile_kb.all_passages()
+                      for key in {(d, region.get(pl, pl)) for d in p.dimensions for pl in p.places})
+    frame = views.evidence_table(counted, "dimension", "region", onto, hostile_kb.documents())
     assert frame.loc[cell["row"], cell["column"]] == int(cell["passages"])  # the bubble says what the stores hold
     mark = next(m for m in driver.find_elements(By.CSS_SELECTOR, ".vega-embed .mark-symbol path")
                 if m.get_attribute("aria-label") == labels[cells.index(cell)])

@@ -109,7 +109,7 @@ def test_a_broken_passage_is_named_by_its_graph_file(corpus_kb, tmp_path):
 
 
 def _passage(kb, *phrases):
-    for p in kb.retriever.passages:
+    for p in kb.all_passages():
         if all(ph.lower() in p.text.lower() for ph in phrases):
             return p
     raise AssertionError(f"no passage contains {phrases}")
@@ -132,7 +132,7 @@ def test_places_narrower_than_london_include_barnets_passages(corpus_kb):
     london = corpus_kb.graph.passages_for(corpus_kb.ontology.concepts["london"].uri)
     barnet = corpus_kb.graph.passages_for(corpus_kb.ontology.concepts["barnet"].uri)
     assert barnet and set(barnet) <= set(london)
-    assert not any(p.text.count("Kentucky") and "kent" in p.places for p in corpus_kb.retriever.passages)
+    assert not any(p.text.count("Kentucky") and "kent" in p.places for p in corpus_kb.all_passages())
 
 
 @pytest.mark.parametrize("label", ['pooled budgets" } ; DROP ALL ; #', "x' || true || '", "} UNION { ?s ?p ?o }",
@@ -162,7 +162,7 @@ def test_concepts_command_counts_linked_passages(corpus_kb, capsys):
     places = {c["id"]: c for c in json.loads(capsys.readouterr().out)}
     barnet = places["barnet"]
     assert barnet["label"] == "Barnet" and barnet["broader"] == ["london"] and barnet["lat"] is not None
-    assert barnet["passages"] == sum("barnet" in p.places for p in corpus_kb.retriever.passages) > 0
+    assert barnet["passages"] == sum("barnet" in p.places for p in corpus_kb.all_passages()) > 0
 
 
 def test_export_turtle_and_jsonld_round_trip(corpus_kb, tmp_path):
@@ -181,7 +181,7 @@ def test_a_changed_vocabulary_relinks_on_the_next_ingest(tmp_path, new_kb):
     (docs / "note.txt").write_text("Leaders in Wigan used a kitty fund to pay for shared work.\n", encoding="utf-8")
     kb = new_kb(ontology=folder)
     assert kb.ingest([docs], progress=False).ok
-    assert kb.retriever.passages[0].concepts == []
+    assert kb.all_passages()[0].concepts == []
     concepts = folder / "concepts.ttl"
     concepts.write_text(concepts.read_text(encoding="utf-8").replace(
         'skos:altLabel "pooled budget"@en', 'skos:altLabel "kitty fund"@en, "pooled budget"@en', 1), encoding="utf-8")
@@ -189,4 +189,4 @@ def test_a_changed_vocabulary_relinks_on_the_next_ingest(tmp_path, new_kb):
     assert "1 document(s) linked with an older vocabulary" in " ".join(kb.check())
     report = kb.ingest([docs], progress=False)
     assert [r.status for r in report.results] == ["ingested"]
-    assert kb.retriever.passages[0].concepts == ["pooled-budgets"]
+    assert kb.all_passages()[0].concepts == ["pooled-budgets"]

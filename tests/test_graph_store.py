@@ -73,7 +73,7 @@ def graph_server(tmp_path_factory):
 
 def fill(graph: KnowledgeGraph, kb: KnowledgeBase) -> None:
     passages: dict[str, list] = {}
-    for p in kb.retriever.passages:
+    for p in kb.all_passages():
         passages.setdefault(p.doc_id, []).append(p)
     for doc_id in kb.docs.ids():
         graph.replace_document(kb.document(doc_id), passages.get(doc_id, []))
@@ -94,12 +94,12 @@ def test_the_server_answers_every_query_as_the_embedded_store_does(both, corpus_
     embedded, server = both
     for query in QUERIES:
         assert server.query(query) == embedded.query(query) == corpus_kb.graph.query(query), query
-    assert embedded.query(QUERIES[0])["rows"] == [{"n": str(len(corpus_kb.retriever.passages))}]
+    assert embedded.query(QUERIES[0])["rows"] == [{"n": str(len(corpus_kb.all_passages()))}]
     barnet = corpus_kb.ontology.concepts["london"].uri
     assert server.passages_for(barnet) == embedded.passages_for(barnet) != []
     assert server.link_counts() == embedded.link_counts() == corpus_kb.graph.link_counts()
     assert server.document_ids() == embedded.document_ids() == set(corpus_kb.docs.ids())
-    assert server.passage_ids() == embedded.passage_ids() == {p.chunk_id for p in corpus_kb.retriever.passages}
+    assert server.passage_ids() == embedded.passage_ids() == {p.chunk_id for p in corpus_kb.all_passages()}
     assert len(server.union()) == len(embedded.union()) == len(corpus_kb.graph.union())
 
 
@@ -114,7 +114,7 @@ def test_a_hostile_label_is_a_value_on_either_store(both, label):
 
 def test_replacing_a_document_changes_only_its_graph(both, corpus_kb):
     doc_id = sorted(corpus_kb.docs.ids())[0]
-    kept = [p for p in corpus_kb.retriever.passages if p.doc_id == doc_id][:2]
+    kept = [p for p in corpus_kb.all_passages() if p.doc_id == doc_id][:2]
     for graph in both:
         before = graph.passage_ids()
         graph.replace_document(corpus_kb.document(doc_id), kept)

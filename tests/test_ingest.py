@@ -45,7 +45,7 @@ def test_no_passage_is_cut_by_the_model(corpus_kb):
     tok = corpus_kb.embedder.tokenizer
     limit = corpus_kb.embedder.max_seq_length
     titles = {d.doc_id: d.title for d in corpus_kb.documents()}
-    for p in corpus_kb.retriever.passages:
+    for p in corpus_kb.all_passages():
         n = len(tok(p.embed_text(titles[p.doc_id]))["input_ids"])
         assert n <= limit, (p.chunk_id, n)
 
@@ -123,7 +123,7 @@ def test_reingest_is_incremental_replaces_and_prunes(new_kb, tmp_path):
     assert kb.store.passages(where={"doc_id": "notes"}) == []
     assert kb.document("notes") is None
     assert "notes" not in kb.graph.document_ids()
-    assert all(p.doc_id != "notes" for p in kb.retriever.passages)
+    assert all(p.doc_id != "notes" for p in kb.all_passages())
 
 
 def test_bad_files_are_reported_by_name_and_the_rest_ingests(new_kb, tmp_path, capsys):

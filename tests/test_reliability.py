@@ -49,7 +49,8 @@ def assert_consistent(home: Path) -> KnowledgeBase:
     assert problems == [], problems
     ids = kb.store.ids()
     assert len(ids) == len(set(ids)) == len(kb.manifest.chunk_ids())
-    assert set(ids) == kb.graph.passage_ids() == kb.manifest.chunk_ids()
+    assert set(ids) == kb.graph.passage_ids() == kb.manifest.chunk_ids() == kb.catalogue.chunk_ids()
+    assert kb.keyword.document_counts() == {e.doc_id: len(e.chunk_ids) for e in kb.manifest.entries.values()}
     return kb
 
 
@@ -130,6 +131,77 @@ def test_check_finds_missing_and_orphan_sentence_vectors_and_older_knowledge_bas
     assert [r.status for r in kb.ingest([folder], progress=False).results] == ["ingested"]
     assert [r.status for r in kb.ingest([folder], progress=False).results] == ["unchanged"]
     assert kb.check() == []
+
+
+def test_a_document_is_added_replaced_and_removed_in_the_keyword_index_and_the_catalogue(new_kb, tmp_path):
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Partners in Wigan built trust across organisations over many years.\n", encoding="utf-8")
+    (folder / "b.txt").write_text("The Quillfeather partnership pooled its budgets for older people.\n", encoding="utf-8")
+    assert kb.ingest([folder], progress=False).ok
+    before = kb.generation()
+    assert [h.passage.doc_id for h in kb.search("Quillfeather", mode="bm25").hits] == ["b"]
+    assert "quillfeather" in kb.retriever.vocabulary()
+    (folder / "b.txt").write_text("The Marrowdale partnership pooled its budgets for older people.\n", encoding="utf-8")
+    assert [r.status for r in kb.ingest([folder], progress=False).results] == ["unchanged", "ingested"]
+    assert kb.generation() > before
+    assert kb.search("Quillfeather", mode="bm25").hits == []
+    assert [h.passage.doc_id for h in kb.search("Marrowdale", mode="bm25").hits] == ["b"]
+    assert "quillfeather" not in kb.retriever.vocabulary() and "marrowdale" in kb.retriever.vocabulary()
+    assert not kb.ask("What did Quillfeather pool?").answered  # a name no passage holds any more
+    (folder / "b.txt").unlink()
+    assert kb.ingest([folder], prune=True, progress=False).pruned
+    assert kb.search("Marrowdale", mode="bm25").hits == [] and [d.doc_id for d in kb.documents()] == ["a"]
+    assert kb.keyword.document_counts() == {"a": 1} and kb.counts() == (1, 1)
+
+
+def test_check_finds_and_mends_a_document_missing_from_the_keyword_index_or_the_catalogue(new_kb, tmp_path):
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Partners in Wigan built trust across organisations over many years.\n", encoding="utf-8")
+    (folder / "b.txt").write_text("The Quillfeather partnership pooled its budgets for older people.\n", encoding="utf-8")
+    assert kb.ingest([folder], progress=False).ok
+    kb.keyword.remove_document("b")  # a run killed between the graph and the keyword index
+    kb.keyword.close()
+    kb.catalogue.remove_document("a")  # ... and one killed between the keyword index and the catalogue
+    assert kb.search("Quillfeather", mode="bm25").hits == []
+    problems = kb.check()
+    assert "2 document(s) missing from the keyword index or the catalogue, or held there in an older version: a, b" in problems
+    kb.check(repair=True)
+    assert kb.check() == []
+    assert [h.passage.doc_id for h in kb.search("Quillfeather", mode="bm25").hits] == ["b"]
+    assert sorted(d.doc_id for d in kb.documents()) == ["a", "b"]
+
+
+def test_a_knowledge_base_of_the_earlier_layout_moves_in(new_kb, tmp_path):
+    """manifest.json and a whole-collection bm25/ folder, as earlier versions wrote them: the manifest moves
+    into the catalogue on open, and the next ingestion fills the catalogue and keyword index from Chroma."""
+    import json
+
+    from kb.records import DocumentSummary
+
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "b.txt").write_text("The Quillfeather partnership pooled its budgets for older people.\n", encoding="utf-8")
+    assert kb.ingest([folder], progress=False).ok
+    home = kb.settings.home
+    files = {path: e.__dict__ for path, e in kb.manifest.entries.items()}
+    kb.keyword.close()
+    shutil.rmtree(kb.settings.keyword_dir)
+    for f in home.glob("catalogue.sqlite*"):
+        f.unlink()
+    (home / "manifest.json").write_text(json.dumps({"version": 1, "files": files}), encoding="utf-8")
+    (home / "bm25").mkdir()
+    old = KnowledgeBase(make_settings(home))
+    assert list(old.manifest.entries) == list(files) and not (home / "manifest.json").exists()
+    assert old.documents() == [] and any("missing from the keyword index" in p for p in old.check())
+    assert [r.status for r in old.ingest([folder], progress=False).results] == ["unchanged"]
+    assert old.check() == [] and not (home / "bm25").exists()
+    assert [h.passage.doc_id for h in old.search("Quillfeather", mode="bm25").hits] == ["b"]
+    assert isinstance(old.documents()[0], DocumentSummary) and old.documents()[0].passages == 1
 
 
 def test_second_ingestion_is_refused_while_one_runs(tmp_path):

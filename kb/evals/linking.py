@@ -121,8 +121,9 @@ def gold_passages(kb: KnowledgeBase, gold: list[LinkGold]) -> list[Passage]:
     passage's opening characters) comes earliest, so that labels survive a short heading or
     figure label being joined to the front of the passage."""
     found: dict[tuple[str, str], tuple[int, Passage]] = {}
+    every = kb.all_passages()
     for g in gold:
-        for p in kb.retriever.passages:
+        for p in every:
             at = p.text.find(g.anchor) if p.doc_id == g.doc_id else -1
             if at >= 0 and ((g.doc_id, g.anchor) not in found or at < found[(g.doc_id, g.anchor)][0]):
                 found[(g.doc_id, g.anchor)] = (at, p)

@@ -128,7 +128,7 @@ def _settings(kb: KnowledgeBase, docs: list[Document], baseline: LlamaBaseline |
         "model": s.model_label,
         "store": s.chroma_url or "embedded ChromaDB",
         "documents": len(docs),
-        "passages": len(kb.retriever.passages),
+        "passages": kb.counts()[1],
         "passage_tokens": {"max": s.max_tokens, "target": s.target_tokens, "overlap_sentences": s.overlap_sentences},
         "ask_k": ASK_K,
         "retrieval_depth": DEPTH,
@@ -238,7 +238,7 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
                       bar: _Progress, grades: dict[str, dict]) -> tuple[AnswerResult, dict[str, dict]]:
     """Ask every gold question once; check its citations and claims, lint it, and take a reader's grade
     of it where the same answer was judged; time each call."""
-    passages = {p.chunk_id: p.text for p in kb.retriever.passages}
+    passages: dict[str, str] = {}
 
     def cosine(a: str, b: str) -> float:
         va, vb = kb.embedder.encode([a, b])
@@ -257,7 +257,7 @@ def _evaluate_answers(kb: KnowledgeBase, gold: list[GoldQuestion], documents: di
         times.append((time.perf_counter() - t0) * 1000)
         missing = [c.chunk_id for c in ans.citations if c.chunk_id not in passages]
         if missing:
-            passages.update({p.chunk_id: p.text for p in kb.store.passages(missing)})
+            passages.update({p.chunk_id: p.text for p in kb.passages(missing)})
         score = score_answer(ans.answer if ans.answered else "", ans.citations, documents, passages,
                              q.spans(), cosine)
         scores.append((q, ans.answered, score))

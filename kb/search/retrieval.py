@@ -13,8 +13,9 @@ import re
 import numpy as np
 
 from kb.embed import Embedder, get_cross_encoder
-from kb.records import Filters, Hit, Passage, SearchResult
+from kb.records import Filters, Hit, SearchResult
 from kb.search.tuning import TUNING
+from kb.stores.catalogue import Catalogue
 from kb.stores.documents import DocStore
 from kb.stores.keyword import KeywordIndex
 from kb.stores.vectors import PassageStore
@@ -58,25 +59,28 @@ def dense_scores(sentences: list[tuple[str, float]], passages: list[tuple[str, f
     return sorted(scored.items(), key=lambda kv: -kv[1])
 
 
-class Retriever:
-    """Ranks passages for a query; reads the vector store, the keyword index and the documents."""
+class KnownWords:
+    """What a question may name and still be answered: a word of the vocabulary's labels, or of some
+    document's title or passage (asked of the catalogue word by word)."""
 
-    def __init__(self, *, vectors: PassageStore, keyword: KeywordIndex, documents: DocStore,
+    def __init__(self, labels: set[str], catalogue: Catalogue) -> None:
+        self.labels, self.catalogue = labels, catalogue
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and (word in self.labels or bool(self.catalogue.known([word])))
+
+
+class Retriever:
+    """Ranks passages for a query; reads the vector store, the keyword index, the catalogue and the documents."""
+
+    def __init__(self, *, vectors: PassageStore, keyword: KeywordIndex, catalogue: Catalogue, documents: DocStore,
                  ontology: Ontology, linker: Linker, embedder: Embedder, reranker: str = "") -> None:
-        self.vectors, self.keyword, self.documents = vectors, keyword, documents
+        self.vectors, self.keyword, self.catalogue, self.documents = vectors, keyword, catalogue, documents
         self.ontology, self.linker, self.embedder = ontology, linker, embedder
         self.reranker = reranker
-        self._vocab_stamp: str | None = None
-        self._share_stamp: str | None = None
-
-    def _load(self) -> None:
-        self.keyword.load()
-
-    @property
-    def passages(self) -> list[Passage]:
-        """Every passage, as the keyword index last saw them (in document order)."""
-        self._load()
-        return self.keyword.passages
+        self._share_generation: int | None = None
+        self.labels = {w for c in ontology.concepts.values() for label in (c.label, *c.alt_labels, *c.hidden_labels)
+                       for w in re.findall(r"[a-z0-9]+", label.lower())}
 
     def title(self, doc_id: str) -> str:
         doc = self.documents.get(doc_id)
@@ -91,53 +95,31 @@ class Retriever:
             raise FilterError(f"unknown {scheme[:-1]} {name!r} (try `kb concepts --scheme {scheme}`; e.g. {known}, ...)")
         return onto.narrower_closure(found.id)
 
-    def allowed(self, filters: Filters) -> np.ndarray | None:
-        """A boolean mask over the passage snapshot, or None when nothing is filtered."""
+    def allowed(self, filters: Filters) -> list[str] | None:
+        """The ids of the passages the filters admit, or None when nothing is filtered."""
         if not filters.active():
             return None
-        self._load()
-        sets = {
-            "places": self._closure(filters.place, "places") if filters.place else None,
-            "concepts": self._closure(filters.concept, "concepts") if filters.concept else None,
-            "dimensions": self._closure(filters.dimension, "dimensions") if filters.dimension else None,
-        }
+        linked = [self._closure(name, scheme) for name, scheme in
+                  ((filters.place, "places"), (filters.concept, "concepts"), (filters.dimension, "dimensions")) if name]
         docs = {d.strip() for d in filters.doc.split(",")} if filters.doc else None
-        mask = np.ones(len(self.keyword.passages), dtype=bool)
-        for i, (p, m) in enumerate(zip(self.keyword.passages, self.keyword.meta)):
-            if docs is not None and p.doc_id not in docs:
-                mask[i] = False
-            elif filters.year is not None and m.get("year") != filters.year:
-                mask[i] = False
-            elif filters.doc_type and m.get("type") != filters.doc_type:
-                mask[i] = False
-            else:
-                for name, wanted in sets.items():
-                    if wanted is not None and not wanted.intersection(getattr(p, name)):
-                        mask[i] = False
-                        break
-        return mask
+        return self.catalogue.select(doc_ids=docs, year=filters.year, doc_type=filters.doc_type, linked=linked)
 
     # -- the rankings ---------------------------------------------------------------------
-    def dense(self, vector: np.ndarray, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
+    def dense(self, vector: np.ndarray, n: int, ids: list[str] | None) -> list[tuple[str, float]]:
         """Passages ranked by their sentence most similar to the query, or by their own vector
         when that is closer (a passage of fragments has no sentence of its own), plus a share of
-        their second most similar sentence."""
-        ids = None
-        if mask is not None:
-            ids = [p.chunk_id for p, ok in zip(self.keyword.passages, mask) if ok]
-            if not ids:
-                return []
+        their second most similar sentence; only those of ``ids`` when given."""
+        if ids == []:
+            return []
         sentences = [(r.chunk_id, sim) for r, sim in self.vectors.query_sentences(vector, n * TUNING.sentences_per_passage, chunk_ids=ids)]
         passages = [(p.chunk_id, sim) for p, sim in self.vectors.query(vector, n, ids=ids)]
         return dense_scores(sentences, passages)[:n]
 
-    def bm25(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
-        self._load()
-        return self.keyword.top(query, n, mask)
+    def bm25(self, query: str, n: int, ids: list[str] | None) -> list[tuple[str, float]]:
+        return self.keyword.top(query, n, ids)
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """BM25's inverse document frequency of stemmed terms."""
-        self._load()
         return self.keyword.idf(terms)
 
     def recognise(self, query: str) -> tuple[list[str], list[str], list[str]]:
@@ -160,49 +142,38 @@ class Retriever:
                 expansion += [c.label, *c.alt_labels]
         return named, steering, list(dict.fromkeys(expansion))
 
-    def vocabulary(self) -> set[str]:
-        """Every lower-cased word and number of every passage, title and vocabulary label (cached per snapshot)."""
-        self._load()
-        if self._vocab_stamp != self.keyword.stamp:
-            words = {w for c in self.ontology.concepts.values()
-                     for label in (c.label, *c.alt_labels, *c.hidden_labels) for w in re.findall(r"[a-z0-9]+", label.lower())}
-            for p, m in zip(self.keyword.passages, self.keyword.meta):
-                words.update(re.findall(r"[a-z0-9]+", f"{m.get('title', '')} {p.text}".lower()))
-            self._vocabulary, self._vocab_stamp = words, self.keyword.stamp
-        return self._vocabulary
+    def vocabulary(self) -> KnownWords:
+        """Every lower-cased word and number of every passage, title and vocabulary label."""
+        return KnownWords(self.labels, self.catalogue)
 
     def _link_share(self) -> dict[str, float]:
-        """The share of passages linked to each concept and place (cached per snapshot)."""
-        self._load()
-        if self._share_stamp != self.keyword.stamp:
-            counts: dict[str, int] = {}
-            for p in self.keyword.passages:
-                for cid in {*p.concepts, *p.places}:
-                    counts[cid] = counts.get(cid, 0) + 1
-            total = max(1, len(self.keyword.passages))
-            self._share = {c: n / total for c, n in counts.items()}
-            self._share_stamp = self.keyword.stamp
+        """The share of passages linked to each concept and place (computed again after a document changes)."""
+        generation = self.catalogue.generation()
+        if self._share_generation != generation:
+            total = max(1, self.catalogue.count())
+            self._share = {c: n / total for c, n in self.catalogue.link_counts().items()}
+            self._share_generation = generation
         return self._share
 
-    def linked(self, named: list[str], mask: np.ndarray | None) -> list[str]:
-        """Ids of passages linked to what the query names (with narrower entries)."""
+    def linked(self, named: list[str], ids: list[str] | None) -> list[str]:
+        """Ids of passages linked to what the query names (with narrower entries), of ``ids`` when given."""
         if not named:
             return []
         onto = self.ontology
         wanted = set().union(*(onto.narrower_closure(c) for c in named))
-        return [
-            p.chunk_id for i, p in enumerate(self.keyword.passages)
-            if (mask is None or mask[i]) and wanted.intersection(p.concepts + p.places)
-        ]
+        found = self.catalogue.select(linked=[wanted])
+        if ids is None:
+            return found
+        admitted = set(ids)
+        return [c for c in found if c in admitted]
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", filters: Filters | None = None,
                expand: bool = True, vector: np.ndarray | None = None) -> SearchResult:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         query = " ".join(query.split())[:2000]
-        self._load()
         filters = filters or Filters()
-        mask = self.allowed(filters)
+        ids = self.allowed(filters)
         k = max(1, min(int(k), 100))
         n = max(TUNING.candidates, 2 * k)
         result = SearchResult(query=query, hits=[], mode=mode)
@@ -215,14 +186,14 @@ class Retriever:
         if mode in ("dense", "hybrid"):
             if vector is None:
                 vector = self.embedder.encode([query])[0]
-            dense = self.dense(vector, n, mask)
-        sparse = self.bm25(query, n, mask) if mode in ("bm25", "hybrid") else []
+            dense = self.dense(vector, n, ids)
+        sparse = self.bm25(query, n, ids) if mode in ("bm25", "hybrid") else []
         lists = [(dense, 1.0), (sparse, 1.0)]
         if expansion and mode in ("bm25", "hybrid"):
             # The alternative labels get a list of their own: pasted into the question they
             # would swamp its own words.
-            lists.append((self.bm25(" ".join(expansion), n, mask), TUNING.expansion_weight))
-        linked = self.linked(steering, mask) if mode == "hybrid" else []
+            lists.append((self.bm25(" ".join(expansion), n, ids), TUNING.expansion_weight))
+        linked = self.linked(steering, ids) if mode == "hybrid" else []
         if linked and vector is not None:
             boosted = self.vectors.query(vector, min(n, len(linked)), ids=linked)
             lists.append(([(p.chunk_id, sim) for p, sim in boosted], TUNING.linked_weight))
@@ -240,9 +211,9 @@ class Retriever:
         if vector is not None and ranked:
             similarity = {c: float(v @ vector) for c, v in self.vectors.embeddings([c for c, _ in ranked]).items()}
         result.best_similarity = max(similarity.values(), default=0.0)
-        by_id = {p.chunk_id: p for p in self.keyword.passages}
+        by_id = {p.chunk_id: p for p in self.catalogue.passages([c for c, _ in ranked])}
         missing = [c for c, _ in ranked if c not in by_id]
-        if missing:  # store newer than the snapshot: read those passages directly
+        if missing:  # Chroma ahead of the catalogue while a document is written: read them there
             by_id.update({p.chunk_id: p for p in self.vectors.passages(missing)})
         for cid, score in ranked:
             p = by_id.get(cid)
@@ -257,7 +228,7 @@ class Retriever:
 
     def rerank(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """Reorder candidates with the configured cross-encoder (optional; none ships)."""
-        texts = {p.chunk_id: p.text for p in self.keyword.passages}
+        texts = {p.chunk_id: p.text for p in self.catalogue.passages([cid for cid, _ in ranked])}
         pairs = [(cid, texts.get(cid) or self.vectors.passages([cid])[0].text) for cid, _ in ranked]
         scores = get_cross_encoder(self.reranker).predict([(query, t) for _, t in pairs])
         return sorted(((cid, float(s)) for (cid, _), s in zip(pairs, scores)), key=lambda kv: -kv[1])

@@ -1,24 +1,24 @@
-"""The keyword index (bm25s) and the snapshot of every passage it was built from, under ``KB_HOME/bm25``.
+"""The keyword index: BM25 over passages (with their headings or titles) in tantivy, under ``KB_HOME/keyword``.
 
-Rebuilt whole after an ingestion and swapped in by renaming a folder, so a reader sees the old
-index or the new one, never half of each. ``stamp`` names the set of passages it holds.
+A document is added, replaced or removed by its own passages and committed on its own, so a change costs
+in proportion to the document, not the collection. Tantivy keeps its segments and merges them in the
+background; a commit is atomic, and a reader sees the last one (``reload`` before each search).
+Terms are stemmed here (English Snowball, no stop words) and indexed as given.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import shutil
+import threading
 from pathlib import Path
 
-import numpy as np
-
-from kb.files import read_json, write_json
 from kb.records import Passage
 
 _GLUED_NUMBER = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
-# bm25s (with scipy) is imported where it is used: a tenth of a second that `kb docs` and the like skip.
+# The index's layout; a folder of another layout is built anew (`kb ingest` fills it).
+LAYOUT = "v1"
+WRITER_HEAP = 64_000_000
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
@@ -31,81 +31,101 @@ def bm25_tokens(texts: list[str]) -> list[list[str]]:
                           return_ids=False, show_progress=False)
 
 
+def _schema():
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("doc_id", stored=True, tokenizer_name="raw", fast=True)
+    builder.add_text_field("body", stored=False, tokenizer_name="whitespace", index_option="freq")
+    return builder.build()
+
+
 class KeywordIndex:
-    """BM25 over passages (with their titles), and the passages with their documents' title, year and type."""
+    """BM25 (tantivy's: k1 1.2, b 0.75) over the passages of every document."""
 
     def __init__(self, folder: Path) -> None:
-        self.dir = folder
-        self._bm25 = None
-        self.passages: list[Passage] = []
-        self.meta: list[dict] = []
-        self.stamp = ""
+        self.dir = folder / LAYOUT
+        self._index = None
+        self._writer = None
+        self._lock = threading.Lock()
 
-    def stamp_on_disk(self) -> str:
-        state = read_json(self.dir / "state.json", default={}) or {}
-        return state.get("stamp", "")
+    @property
+    def index(self):
+        if self._index is None:
+            import tantivy
 
-    def rebuild(self, passages: list[Passage], meta: list[dict], stamp: str) -> None:
-        """Build a new index of ``passages`` (``meta`` gives each one's title, year and type) and swap it in whole."""
-        import bm25s
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._index = tantivy.Index(_schema(), path=str(self.dir), reuse=True)
+        return self._index
 
-        tmp = self.dir.with_name(self.dir.name + ".new")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if passages:
-            index = bm25s.BM25()
-            index.index(bm25_tokens([p.embed_text(m["title"]) for p, m in zip(passages, meta)]), show_progress=False)
-            index.save(str(tmp / "index"), show_progress=False)
-        rows = [{**p.__dict__, **m} for p, m in zip(passages, meta)]
-        (tmp / "passages.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-        write_json(tmp / "state.json", {"stamp": stamp, "passages": len(passages)})
-        old = self.dir.with_name(self.dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.dir.exists():
-            self.dir.rename(old)
-        tmp.rename(self.dir)
-        shutil.rmtree(old, ignore_errors=True)
-        self._bm25 = None
-        self.stamp = ""
+    # -- writing (one writer: the ingestion holding the lock of KB_HOME) ---------------------------
+    def _writing(self):
+        if self._writer is None:
+            self._writer = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        return self._writer
 
-    def load(self) -> None:
-        """Read the index and the snapshot again if another process has rebuilt them."""
-        import bm25s
+    def replace_document(self, doc_id: str, passages: list[Passage], title: str) -> None:
+        """Index a document's passages in place of what it had, and commit."""
+        import tantivy
 
-        stamp = self.stamp_on_disk()
-        if self.stamp == stamp and (self._bm25 is not None or not self.passages and stamp):
-            return
-        rows = read_json(self.dir / "passages.json", default=[]) or []
-        fields = set(Passage.__dataclass_fields__)
-        self.passages = [Passage(**{k: v for k, v in r.items() if k in fields}) for r in rows]
-        self.meta = [{"title": r.get("title", ""), "year": r.get("year"), "type": r.get("type", "")} for r in rows]
-        self._bm25 = bm25s.BM25.load(str(self.dir / "index"), show_progress=False) if rows else None
-        self.stamp = stamp
+        writer = self._writing()
+        writer.delete_documents_by_term("doc_id", doc_id)
+        bodies = bm25_tokens([p.embed_text(title) for p in passages]) if passages else []
+        for p, terms in zip(passages, bodies):
+            writer.add_document(tantivy.Document(chunk_id=p.chunk_id, doc_id=doc_id, body=" ".join(terms)))
+        writer.commit()
 
-    def top(self, query: str, n: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
-        """The ``n`` best passages for ``query`` by BM25, only those ``mask`` allows."""
-        if self._bm25 is None:
+    def remove_document(self, doc_id: str) -> None:
+        writer = self._writing()
+        writer.delete_documents_by_term("doc_id", doc_id)
+        writer.commit()
+
+    def close(self) -> None:
+        """Let background merges finish and release the writer."""
+        if self._writer is not None:
+            self._writer.wait_merging_threads()
+            self._writer = None
+
+    # -- reading -------------------------------------------------------------------------------
+    def _searcher(self):
+        with self._lock:
+            self.index.reload()
+            return self.index.searcher()
+
+    def top(self, query: str, n: int, allowed: list[str] | None = None) -> list[tuple[str, float]]:
+        """The ``n`` best passages for ``query`` by BM25; only those of ``allowed`` (chunk ids) when given."""
+        import tantivy
+
+        terms = bm25_tokens([query])[0]
+        if not terms or allowed == []:
             return []
-        vocab = self._bm25.vocab_dict
-        terms = [t for t in bm25_tokens([query])[0] if t in vocab]
-        if not terms:
-            return []
-        scores = self._bm25.get_scores(terms)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        top = np.argsort(-scores)[:n]
-        return [(self.passages[i].chunk_id, float(scores[i])) for i in top if scores[i] > 0]
+        schema = self.index.schema
+        should = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "body", t))
+                                              for t in terms])
+        if allowed is not None:
+            should = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, should),
+                (tantivy.Occur.Must, tantivy.Query.const_score_query(
+                    tantivy.Query.term_set_query(schema, "chunk_id", allowed), 0.0))])
+        searcher = self._searcher()
+        hits = searcher.search(should, n).hits
+        return [(searcher.doc(address)["chunk_id"][0], float(score)) for score, address in hits if score > 0]
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """BM25's inverse document frequency of stemmed terms (unknown terms are as rare as a term can be)."""
-        if self._bm25 is None:
-            return {t: 0.0 for t in terms}
-        indptr = self._bm25.scores["indptr"]
-        n = len(self.passages)
-        vocab = self._bm25.vocab_dict
-        out = {}
-        for t in terms:
-            i = vocab.get(t)
-            df = int(indptr[i + 1] - indptr[i]) if i is not None and i + 1 < len(indptr) else 0
-            out[t] = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        return out
+        searcher = self._searcher()
+        n = searcher.num_docs
+        return {t: math.log(1 + (n - (df := searcher.doc_freq("body", t)) + 0.5) / (df + 0.5)) if n else 0.0
+                for t in terms}
+
+    def document_counts(self) -> dict[str, int]:
+        """Passages indexed per document: what ``kb check`` compares with the manifest."""
+        import tantivy
+
+        searcher = self._searcher()
+        if not searcher.num_docs:
+            return {}
+        got = searcher.aggregate(tantivy.Query.all_query(),
+                                 {"docs": {"terms": {"field": "doc_id", "size": 10_000_000}}})
+        return {b["key"]: int(b["doc_count"]) for b in got["docs"]["buckets"]}

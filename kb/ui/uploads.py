@@ -11,6 +11,7 @@ from pathlib import Path
 from kb.files import write_atomic
 from kb.knowledge import KnowledgeBase
 from kb.stores.lock import LockedError
+from kb.stores.triplestore import GraphServerError, StoreBusy
 from kb.ui.views import report_lines
 
 UPLOAD_TYPES = ("pdf", "docx", "txt", "md", "markdown", "html", "htm")
@@ -93,8 +94,8 @@ def ingest_upload(kb: KnowledgeBase, name: str, data: bytes,
     out.path = str(path)
     try:
         report = kb.ingest([path], progress=False, on_progress=on_progress)
-    except LockedError as exc:
-        out.errors.append(f"kb: {exc}")
+    except (LockedError, GraphServerError, StoreBusy) as exc:
+        out.errors.append(f"kb: {exc}. {path.name} is saved: upload it again to add it.")
         return out
     out.lines, out.errors = report_lines(report)
     done = report.having("ingested") + report.having("unchanged") + report.having("duplicate")

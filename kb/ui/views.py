@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from kb.records import Answer, Citation, Document, DocumentSummary, Initiative, IngestReport, Passage
+from kb.records import Answer, Axis, Citation, Document, DocumentSummary, Initiative, IngestReport, Passage
 from kb.vocab.ontology import Ontology
 
 AXES = {"dimension": "dimensions", "facet": "dimensions", "region": "places", "place": "places", "concept": "concepts",
@@ -222,11 +222,6 @@ def tags(passage: Passage, labels: dict[str, str]) -> list[tuple[str, str, str]]
     return out
 
 
-def passages_linked(passages: Iterable[Passage], wanted: set[str]) -> list[Passage]:
-    """Passages linked to any of ``wanted`` (concept, place or dimension ids)."""
-    return [p for p in passages if wanted.intersection(p.concepts + p.places + p.dimensions)]
-
-
 def place_points(ontology: Ontology, counts: dict[str, int]) -> list[dict]:
     """Places with coordinates, each with its passage count (itself and narrower places) and a
     marker radius in metres that grows with the evidence."""
@@ -259,12 +254,12 @@ def regions(ontology: Ontology) -> dict[str, str]:
     return out
 
 
-def axis_keys(passage: Passage, axis: str, region_of: dict[str, str] | None = None) -> list[str]:
-    if axis == "document":
-        return [passage.doc_id]
-    if axis == "region":
-        return list(dict.fromkeys((region_of or {}).get(p, p) for p in passage.places))
-    return list(getattr(passage, AXES[axis]))
+def axis_source(axis: str, ontology: Ontology) -> Axis:
+    """Where an axis's keys come from in the catalogue: the passage's document, or its links of one
+    scheme (places grouped into regions for the region axis)."""
+    if axis not in AXES:
+        raise ValueError(f"axes are {', '.join(AXES)}")
+    return (AXES[axis], regions(ontology) if axis == "region" else None)
 
 
 def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]) -> list[tuple[str, str]]:
@@ -303,12 +298,11 @@ class MapFilter:
         return bool(self.documents or self.types or self.years is not None)
 
 
-def filtered(passages: Iterable[Passage], documents: list[DocumentSummary],
-             only: MapFilter) -> tuple[list[Passage], list[DocumentSummary]]:
-    """The passages and documents the filter admits (the document axis then lists only those)."""
+def filtered(documents: list[DocumentSummary], only: MapFilter) -> tuple[list[DocumentSummary], set[str] | None]:
+    """The documents the filter admits (the document axis then lists only those), and their ids to count
+    within (None: every document)."""
     kept = [d for d in documents if only.admits(d)]
-    ids = {d.doc_id for d in kept}
-    return [p for p in passages if p.doc_id in ids], kept
+    return kept, ({d.doc_id for d in kept} if only.active() else None)
 
 
 def type_label(kind: str) -> str:
@@ -316,26 +310,15 @@ def type_label(kind: str) -> str:
     return kind.replace("-", " ").replace("_", " ")
 
 
-def evidence_counts(passages: Iterable[Passage], rows: str, cols: str,
-                    region_of: dict[str, str] | None = None) -> Counter:
-    """Passages per (row key, column key): a passage counts once in every cell it belongs to."""
-    cells: Counter = Counter()
-    for p in passages:
-        for r in set(axis_keys(p, rows, region_of)):
-            for c in set(axis_keys(p, cols, region_of)):
-                cells[(r, c)] += 1
-    return cells
-
-
-def evidence_table(passages: list[Passage], rows: str, cols: str, ontology: Ontology,
+def evidence_table(cells: Counter, rows: str, cols: str, ontology: Ontology,
                    documents: list[DocumentSummary], include_empty: bool | None = None) -> pd.DataFrame:
-    """An evidence-and-gap map: rows × columns of passage counts, ``None`` where there is none.
+    """An evidence-and-gap map from the passages per (row key, column key): rows × columns of passage
+    counts, ``None`` where there is none.
 
     Entries with no evidence at all are kept for dimensions, places and documents (they are the
     gaps the map exists to show) and dropped for concepts (there are hundreds) unless asked."""
     if rows not in AXES or cols not in AXES:
         raise ValueError(f"axes are {', '.join(AXES)}")
-    cells = evidence_counts(passages, rows, cols, regions(ontology))
     used_r = {r for r, _ in cells}
     used_c = {c for _, c in cells}
 
@@ -362,12 +345,10 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def cell_passages(passages: Iterable[Passage], rows: str, row_key: str, cols: str, col_key: str,
-                  region_of: dict[str, str] | None = None) -> list[Passage]:
-    """The passages behind one cell of the evidence map, evidence before method: a passage about how
-    the study was done ranks below one that reports what was found."""
-    found = [p for p in passages if row_key in axis_keys(p, rows, region_of) and col_key in axis_keys(p, cols, region_of)]
-    return sorted(found, key=lambda p: bool(METHOD.search(p.text[:300])))
+def findings_first(passages: Iterable[Passage]) -> list[Passage]:
+    """Evidence before method: a passage about how the study was done ranks below one that reports
+    what was found."""
+    return sorted(passages, key=lambda p: bool(METHOD.search(p.text[:300])))
 
 
 # A passage that describes how the study was done, not what it found.

@@ -1,0 +1,238 @@
+"""The catalogue: every passage's text, place in its document and links, every document's summary and
+the words the collection holds, in SQLite under ``KB_HOME/catalogue.sqlite``.
+
+Passages are read by id, selected by filters and counted by queries, so that no process holds the whole
+collection and no page walks it. A document is written or removed in one transaction; ``generation``
+changes with every write, for readers that cache what they computed from the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from kb.records import Axis, DocumentSummary, Passage
+from kb.stores.sqlite import Database
+
+LINKS = ("concepts", "places", "dimensions")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, authors TEXT NOT NULL, year INTEGER, type TEXT NOT NULL,
+    path TEXT NOT NULL, pages INTEGER NOT NULL, passages INTEGER NOT NULL, publisher TEXT NOT NULL,
+    url TEXT NOT NULL, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    start INTEGER NOT NULL, stop INTEGER NOT NULL, page INTEGER, heading TEXT NOT NULL, text TEXT NOT NULL,
+    concepts TEXT NOT NULL, places TEXT NOT NULL, dimensions TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS passages_by_doc ON passages(doc_id, start);
+CREATE TABLE IF NOT EXISTS links (concept TEXT NOT NULL, row INTEGER NOT NULL, scheme TEXT NOT NULL,
+    PRIMARY KEY (concept, row)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_by_row ON links(row, scheme);
+CREATE TABLE IF NOT EXISTS words (word TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_PASSAGE = "p.chunk_id, p.doc_id, p.text, p.start, p.stop, p.page, p.heading, p.idx, p.concepts, p.places, p.dimensions"
+_WORD = re.compile(r"[a-z0-9]+")
+
+def words_of(title: str, passages: Iterable[Passage]) -> set[str]:
+    """Every lower-cased word and number of a document's title and passages."""
+    return set(_WORD.findall(" ".join([title, *(p.text for p in passages)]).lower()))
+
+
+def _passage(row: tuple) -> Passage:
+    chunk_id, doc_id, text, start, end, page, heading, index, *links = row
+    return Passage(chunk_id=chunk_id, doc_id=doc_id, text=text, start=start, end=end, page=page, heading=heading,
+                   index=index, **{name: json.loads(v) for name, v in zip(LINKS, links)})
+
+
+def _json(values: Iterable) -> str:
+    return json.dumps(sorted(values))
+
+
+def _axis(axis: Axis, name: str) -> tuple[str, list]:
+    """A query of (row, key) pairs for one axis, and its parameters."""
+    field, mapping = axis
+    if field == "doc_id":
+        return f"{name} AS (SELECT row, doc_id AS key FROM passages)", []
+    if field not in LINKS:
+        raise ValueError(f"unknown axis {field!r}")
+    if mapping is None:
+        return f"{name} AS (SELECT row, concept AS key FROM links WHERE scheme = ?)", [field]
+    return (f"{name} AS (SELECT DISTINCT l.row, m.value AS key FROM links l JOIN json_each(?) m ON m.key = l.concept "
+            "WHERE l.scheme = ?)", [json.dumps(mapping), field])
+
+
+class Catalogue:
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path, SCHEMA)
+
+    # -- writing ----------------------------------------------------------------------------
+    def put_document(self, summary: DocumentSummary, sha256: str, passages: list[Passage]) -> None:
+        """Store a document's summary and passages, replacing what an earlier version left, in one transaction."""
+        with self.db.write() as c:
+            self._delete(c, summary.doc_id)
+            c.execute("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                      (summary.doc_id, summary.title, json.dumps(summary.authors), summary.year, summary.type,
+                       summary.path, summary.pages, len(passages), summary.publisher, summary.url, sha256))
+            for p in passages:
+                row = c.execute("INSERT INTO passages (chunk_id, doc_id, idx, start, stop, page, heading, text, "
+                                "concepts, places, dimensions) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                (p.chunk_id, p.doc_id, p.index, p.start, p.end, p.page, p.heading, p.text,
+                                 *(json.dumps(getattr(p, name)) for name in LINKS))).lastrowid
+                c.executemany("INSERT OR IGNORE INTO links VALUES (?,?,?)",
+                              [(cid, row, name) for name in LINKS for cid in getattr(p, name)])
+            c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
+                          [(w,) for w in words_of(summary.title, passages)])
+            self._bump(c)
+
+    def remove_document(self, doc_id: str) -> None:
+        with self.db.write() as c:
+            self._delete(c, doc_id)
+            self._bump(c)
+
+    def _delete(self, c, doc_id: str) -> None:
+        got = c.execute("SELECT title FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        old = [_passage(r) for r in c.execute(f"SELECT {_PASSAGE} FROM passages p WHERE doc_id = ?", (doc_id,))]
+        if got is None and not old:
+            return
+        c.executemany("UPDATE words SET documents = documents - 1 WHERE word = ?",
+                      [(w,) for w in words_of(got[0] if got else "", old)])
+        c.execute("DELETE FROM words WHERE documents <= 0")
+        c.execute("DELETE FROM links WHERE row IN (SELECT row FROM passages WHERE doc_id = ?)", (doc_id,))
+        c.execute("DELETE FROM passages WHERE doc_id = ?", (doc_id,))
+        c.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    @staticmethod
+    def _bump(c) -> None:
+        c.execute("INSERT INTO state VALUES ('generation', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+
+    # -- reading: documents -------------------------------------------------------------------
+    def generation(self) -> int:
+        """A number that changes whenever a document is written or removed."""
+        got = self.db.conn.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()
+        return got[0] if got else 0
+
+    def count(self) -> int:
+        return self.db.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+    def counts(self) -> tuple[int, int]:
+        """Documents and passages."""
+        return self.db.conn.execute("SELECT COUNT(*), COALESCE(SUM(passages), 0) FROM documents").fetchone()
+
+    def title(self, doc_id: str) -> str | None:
+        got = self.db.conn.execute("SELECT title FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return got[0] if got else None
+
+    def documents(self) -> list[DocumentSummary]:
+        rows = self.db.conn.execute("SELECT doc_id, title, authors, year, type, path, pages, passages, publisher, url "
+                                    "FROM documents ORDER BY doc_id")
+        return [DocumentSummary(d, t, json.loads(a), y, ty, pa, pg, n, pu, u) for d, t, a, y, ty, pa, pg, n, pu, u in rows]
+
+    def document_states(self) -> dict[str, tuple[str, int]]:
+        """Each stored document's content hash and passage count: what tells a stale entry."""
+        return {d: (h, n) for d, h, n in self.db.conn.execute("SELECT doc_id, sha256, passages FROM documents")}
+
+    def chunk_ids(self) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT chunk_id FROM passages")}
+
+    # -- reading: passages ------------------------------------------------------------------
+    def passages(self, ids: list[str]) -> list[Passage]:
+        """Passages by id, in the order asked (ids not stored are left out)."""
+        found = {p.chunk_id: p for p in map(_passage, self.db.conn.execute(
+            f"SELECT {_PASSAGE} FROM passages p WHERE chunk_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)))}
+        return [found[i] for i in ids if i in found]
+
+    def all_passages(self) -> list[Passage]:
+        """Every passage in document order: for evaluations and tools that read the whole collection."""
+        return [_passage(r) for r in self.db.conn.execute(f"SELECT {_PASSAGE} FROM passages p ORDER BY doc_id, start")]
+
+    def select(self, *, doc_ids: Iterable[str] | None = None, year: int | None = None, doc_type: str | None = None,
+               linked: Iterable[set[str]] = ()) -> list[str]:
+        """Ids of the passages of the given documents, year and type that link to one of each set in ``linked``."""
+        where, params = ["1"], []
+        if doc_ids is not None:
+            where.append("p.doc_id IN (SELECT value FROM json_each(?))")
+            params.append(_json(doc_ids))
+        if year is not None:
+            where.append("d.year = ?")
+            params.append(year)
+        if doc_type:
+            where.append("d.type = ?")
+            params.append(doc_type)
+        for wanted in linked:
+            where.append("p.row IN (SELECT row FROM links WHERE concept IN (SELECT value FROM json_each(?)))")
+            params.append(_json(wanted))
+        query = (f"SELECT p.chunk_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
+                 f"WHERE {' AND '.join(where)} ORDER BY p.doc_id, p.start")
+        return [r[0] for r in self.db.conn.execute(query, params)]
+
+    def linked(self, wanted: set[str], limit: int | None = None) -> list[Passage]:
+        """Passages linked to any of ``wanted`` (concept, place or dimension ids), in document order."""
+        query = (f"SELECT {_PASSAGE} FROM passages p WHERE p.row IN (SELECT row FROM links WHERE concept IN "
+                 "(SELECT value FROM json_each(?))) ORDER BY p.doc_id, p.start")
+        params: list = [_json(wanted)]
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [_passage(r) for r in self.db.conn.execute(query, params)]
+
+    def linked_count(self, wanted: set[str], by: str | None = None) -> Counter:
+        """How many passages link to any of ``wanted``: in all (key None), or per document (``by="doc_id"``)
+        or per place, concept or dimension they link to (``by="places"``...)."""
+        rows = "SELECT DISTINCT row FROM links WHERE concept IN (SELECT value FROM json_each(?))"
+        if by is None:
+            query = f"SELECT NULL, COUNT(*) FROM ({rows})"
+        elif by == "doc_id":
+            query = f"SELECT doc_id, COUNT(*) FROM passages WHERE row IN ({rows}) GROUP BY doc_id"
+        elif by in LINKS:
+            query = f"SELECT concept, COUNT(*) FROM links WHERE scheme = ? AND row IN ({rows}) GROUP BY concept"
+        else:
+            raise ValueError(f"cannot count by {by!r}")
+        params = ([by] if by in LINKS else []) + [_json(wanted)]
+        return Counter({k: n for k, n in self.db.conn.execute(query, params)})
+
+    def link_counts(self) -> dict[str, int]:
+        """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
+        return dict(self.db.conn.execute("SELECT concept, COUNT(*) FROM links GROUP BY concept"))
+
+    def known(self, words: Iterable[str]) -> set[str]:
+        """Those of ``words`` (lower case) that some document's title or passage holds."""
+        return {r[0] for r in self.db.conn.execute(
+            "SELECT word FROM words WHERE word IN (SELECT value FROM json_each(?))", (_json(words),))}
+
+    # -- the evidence map -------------------------------------------------------------------
+    def cell_counts(self, rows: Axis, cols: Axis, doc_ids: Iterable[str] | None = None) -> Counter:
+        """Passages per (row key, column key) of two axes, only those of ``doc_ids`` when given."""
+        query, params = self._cells(rows, cols, doc_ids)
+        counted = (f"{query} SELECT a.key, b.key, COUNT(DISTINCT a.row) FROM a JOIN b ON a.row = b.row"
+                   f"{self._within(doc_ids)} GROUP BY a.key, b.key")
+        return Counter({(r, c): n for r, c, n in self.db.conn.execute(counted, params)})
+
+    def cell_passages(self, rows: Axis, row_key: str, cols: Axis, col_key: str,
+                      doc_ids: Iterable[str] | None = None) -> list[Passage]:
+        """The passages behind one cell, in document order."""
+        query, params = self._cells(rows, cols, doc_ids)
+        found = (f"{query} SELECT DISTINCT a.row FROM a JOIN b ON a.row = b.row{self._within(doc_ids)} "
+                 "AND a.key = ? AND b.key = ?")
+        return [_passage(r) for r in self.db.conn.execute(
+            f"SELECT {_PASSAGE} FROM passages p WHERE p.row IN ({found}) ORDER BY p.doc_id, p.start",
+            params + [row_key, col_key])]
+
+    @staticmethod
+    def _cells(rows: Axis, cols: Axis, doc_ids: Iterable[str] | None) -> tuple[str, list]:
+        a, pa = _axis(rows, "a")
+        b, pb = _axis(cols, "b")
+        parts, params = [a, b], pa + pb
+        if doc_ids is not None:
+            parts.append("kept AS (SELECT row FROM passages WHERE doc_id IN (SELECT value FROM json_each(?)))")
+            params.append(_json(doc_ids))
+        return "WITH " + ", ".join(parts), params
+
+    @staticmethod
+    def _within(doc_ids: Iterable[str] | None) -> str:
+        return " WHERE a.row IN (SELECT row FROM kept)" if doc_ids is not None else " WHERE 1"
