@@ -485,17 +485,19 @@ def place_map(points: pd.DataFrame, world: bool) -> None:
     """Places as circles sized by their evidence over a basemap drawn in the browser from shipped data."""
     import altair as alt
 
-    land = alt.Chart(alt.Data(values=basemap(), format=alt.DataFormat(type="topojson", feature="countries"))
-                     ).mark_geoshape(fill="#eef1f4", stroke="#9aa7b4", strokeWidth=0.6)
     shown = points if world else points[points["lon"].between(-9, 3) & points["lat"].between(49.5, 61)]
-    dots = alt.Chart(shown).mark_circle(color="#1f6feb", opacity=0.55, stroke="#0b3d91", strokeWidth=0.5).encode(
+    spec = alt.Chart(shown).mark_circle(color="#1f6feb", opacity=0.55, stroke="#0b3d91", strokeWidth=0.5).encode(
         longitude="lon:Q", latitude="lat:Q",
         size=alt.Size("passages:Q", scale=alt.Scale(range=[15, 900]), title="passages"),
-        tooltip=[alt.Tooltip("place:N", title="place"), alt.Tooltip("passages:Q", title="passages")])
+        tooltip=[alt.Tooltip("place:N", title="place"), alt.Tooltip("passages:Q", title="passages")]).to_dict()
+    dots = {k: spec.pop(k) for k in ("data", "mark", "encoding")}
+    # The borders as a plain layer: through Altair, its megabyte of coordinates took seconds to convert.
+    land = {"data": {"values": basemap(), "format": {"type": "topojson", "feature": "countries"}},
+            "mark": {"type": "geoshape", "fill": "#eef1f4", "stroke": "#9aa7b4", "strokeWidth": 0.6}}
     projection = ({"type": "equalEarth"} if world else
                   {"type": "mercator", "center": [-2.8, 54.6], "scale": 2100})
-    chart = (land + dots).project(**projection).properties(height=620 if not world else 460)
-    st.altair_chart(chart, key="places_map", width="stretch")
+    spec.update(layer=[land, dots], projection=projection, height=620 if not world else 460)
+    st.vega_lite_chart(spec, key="places_map", width="stretch")
 
 
 def page_places() -> None:
