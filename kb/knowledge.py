@@ -57,6 +57,7 @@ class KnowledgeBase:
         self.catalogue = Catalogue(self.settings.catalogue_path)
         self.keyword = KeywordIndex(self.settings.keyword_dir)
         self._warm_lock = threading.Lock()
+        self._aggregates: tuple[int, dict] = (-1, {})
         self._warm_seconds: float | None = None
         self._warm_thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -173,12 +174,24 @@ class KnowledgeBase:
     def document(self, doc_id: str) -> Document | None:
         return self.docs.get(doc_id)
 
+    def _aggregate(self, key: tuple, compute: Callable[[], object]):
+        """A whole-collection figure the pages ask for on every render, computed again only after a
+        document is written or removed (in any process)."""
+        generation = self.catalogue.generation()
+        held, cache = self._aggregates
+        if held != generation:
+            cache = {}
+            self._aggregates = (generation, cache)
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     def documents(self) -> list[DocumentSummary]:
-        return self.catalogue.documents()
+        return self._aggregate(("documents",), self.catalogue.documents)
 
     def counts(self) -> tuple[int, int]:
         """How many documents and passages the knowledge base holds."""
-        return self.catalogue.counts()
+        return self._aggregate(("counts",), self.catalogue.counts)
 
     def generation(self) -> int:
         """A number that changes whenever a document is written or removed (for caches)."""
@@ -212,7 +225,7 @@ class KnowledgeBase:
 
     def link_counts(self) -> dict[str, int]:
         """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
-        return self.catalogue.link_counts()
+        return self._aggregate(("link counts",), self.catalogue.link_counts)
 
     def concepts(self, scheme: str | None = None) -> list[ConceptSummary]:
         counts = self.link_counts()
@@ -240,7 +253,9 @@ class KnowledgeBase:
 
     def evidence_cells(self, rows: Axis, cols: Axis, doc_ids: set[str] | None = None) -> Counter:
         """The evidence map: passages per (row key, column key), of ``doc_ids`` only when given."""
-        return self.catalogue.cell_counts(rows, cols, doc_ids)
+        key = ("cells", rows[0], tuple(sorted((rows[1] or {}).items())), cols[0], tuple(sorted((cols[1] or {}).items())),
+               tuple(sorted(doc_ids)) if doc_ids is not None else None)
+        return self._aggregate(key, lambda: self.catalogue.cell_counts(rows, cols, doc_ids))
 
     def cell_passages(self, rows: Axis, row_key: str, cols: Axis, col_key: str,
                       doc_ids: set[str] | None = None) -> list[Passage]:

@@ -134,7 +134,7 @@ def test_a_concept_page_shows_its_passages(app, corpus_kb):
     assert f"{len(expected)} passages evidence {concept.label}" in shown
     if concept.definition:
         assert " ".join(concept.definition.split()) in shown
-    titles = {corpus_kb.retriever.title(cid.split(":")[0]) for cid in expected}
+    titles = {corpus_kb.title(cid.split(":")[0]) for cid in expected}
     assert any(t in shown for t in titles)
     # the tree lists the scheme with passage counts
     tree = app.dataframe[0].value

@@ -209,8 +209,8 @@ def test_another_process_holding_the_store_makes_a_reader_wait_then_succeed(corp
 
 @pytest.mark.slow
 def test_a_reader_keeps_answering_while_another_process_ingests(tmp_path):
-    """`kb ingest` in one process, SPARQL in another on the same KB_HOME: every query answers, and
-    each sees whole documents only (a document's passages all there or none)."""
+    """`kb ingest` in one process, SPARQL, the catalogue and the keyword index read in another on the same
+    KB_HOME: every query answers, and each sees whole documents only (a document's passages all there or none)."""
     from tests.test_reliability import run_kb, small_corpus
 
     home = tmp_path / "home"
@@ -222,13 +222,21 @@ def test_a_reader_keeps_answering_while_another_process_ingests(tmp_path):
     reader = KnowledgeBase(make_settings(home))
     per_doc = "SELECT ?id (COUNT(?p) AS ?n) WHERE { ?p dcterms:isPartOf ?d . ?d dcterms:identifier ?id } GROUP BY ?id"
     seen: list[dict[str, int]] = []
+    listed: list[dict[str, int]] = []
+    indexed: list[dict[str, int]] = []
     while writer.poll() is None:
         if home.exists():
             seen.append({r["id"]: int(r["n"]) for r in reader.graph.query(per_doc)["rows"]})
+            listed.append({d.doc_id: d.passages for d in reader.documents()})
+            indexed.append(reader.keyword.document_counts())
+            for hit in reader.search("pooled budgets in Plymouth", k=3, mode="bm25").hits:
+                assert hit.document.text[hit.passage.start:hit.passage.end] == hit.passage.text
         time.sleep(0.05)
     assert writer.returncode == 0, writer.stderr.read()
     final = {r["id"]: int(r["n"]) for r in reader.graph.query(per_doc)["rows"]}
     assert len(final) == 5 and len(seen) > 10
     assert any(0 < len(s) < 5 for s in seen), "the reader should have seen the ingestion part-way"
-    assert all(all(final[d] == n for d, n in s.items()) for s in seen)  # whole documents only
+    for views in (seen, listed, indexed):  # whole documents only
+        assert all(all(final[d] == n for d, n in s.items()) for s in views)
+    assert {d.doc_id: d.passages for d in reader.documents()} == reader.keyword.document_counts() == final
     assert run_kb(home, "check").returncode == 0

@@ -8,6 +8,7 @@ list in the fusion. Filters by place, concept and dimension include narrower ent
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -23,6 +24,10 @@ from kb.vocab.linking import Linker
 from kb.vocab.ontology import Ontology
 
 MODES = ("hybrid", "dense", "bm25")
+# A filter that admits at least 1/WIDEN of the passages is applied to a search this many times wider
+# (or less), then the admitted are kept: at 100k passages that is several times quicker than asking
+# Chroma or tantivy for thousands of ids. A narrower filter is passed to them as ids.
+WIDEN = 16
 
 
 def fuse(rankings: list[tuple[list[tuple[str, float]], float]]) -> dict[str, float]:
@@ -78,13 +83,9 @@ class Retriever:
         self.vectors, self.keyword, self.catalogue, self.documents = vectors, keyword, catalogue, documents
         self.ontology, self.linker, self.embedder = ontology, linker, embedder
         self.reranker = reranker
-        self._share_generation: int | None = None
+        self._counted: tuple[int, int, dict[str, float]] | None = None
         self.labels = {w for c in ontology.concepts.values() for label in (c.label, *c.alt_labels, *c.hidden_labels)
                        for w in re.findall(r"[a-z0-9]+", label.lower())}
-
-    def title(self, doc_id: str) -> str:
-        doc = self.documents.get(doc_id)
-        return doc.meta.title if doc else doc_id
 
     # -- filters --------------------------------------------------------------------------
     def _closure(self, name: str, scheme: str) -> set[str]:
@@ -105,18 +106,34 @@ class Retriever:
         return self.catalogue.select(doc_ids=docs, year=filters.year, doc_type=filters.doc_type, linked=linked)
 
     # -- the rankings ---------------------------------------------------------------------
+    def widen(self, ids: list[str] | None) -> int:
+        """How many times wider to search unfiltered for a filter admitting ``ids`` (0: filter by id)."""
+        if not ids:
+            return 0
+        factor = math.ceil(self._counts()[0] / len(ids))
+        return factor if factor <= WIDEN else 0
+
     def dense(self, vector: np.ndarray, n: int, ids: list[str] | None) -> list[tuple[str, float]]:
         """Passages ranked by their sentence most similar to the query, or by their own vector
         when that is closer (a passage of fragments has no sentence of its own), plus a share of
         their second most similar sentence; only those of ``ids`` when given."""
         if ids == []:
             return []
-        sentences = [(r.chunk_id, sim) for r, sim in self.vectors.query_sentences(vector, n * TUNING.sentences_per_passage, chunk_ids=ids)]
+        want = n * TUNING.sentences_per_passage
+        sentences = None
+        if factor := self.widen(ids):
+            admitted = set(ids)
+            sentences = [(r.chunk_id, sim) for r, sim in self.vectors.query_sentences(vector, want * factor)
+                         if r.chunk_id in admitted][:want]
+            if len({cid for cid, _ in sentences}) < min(n, len(ids)) // 4:
+                sentences = None  # too few of them among the nearest: ask for the admitted ones by id
+        if sentences is None:
+            sentences = [(r.chunk_id, sim) for r, sim in self.vectors.query_sentences(vector, want, chunk_ids=ids)]
         passages = [(p.chunk_id, sim) for p, sim in self.vectors.query(vector, n, ids=ids)]
         return dense_scores(sentences, passages)[:n]
 
     def bm25(self, query: str, n: int, ids: list[str] | None) -> list[tuple[str, float]]:
-        return self.keyword.top(query, n, ids)
+        return self.keyword.top(query, n, ids, widen=self.widen(ids))
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """BM25's inverse document frequency of stemmed terms."""
@@ -146,14 +163,18 @@ class Retriever:
         """Every lower-cased word and number of every passage, title and vocabulary label."""
         return KnownWords(self.labels, self.catalogue)
 
-    def _link_share(self) -> dict[str, float]:
-        """The share of passages linked to each concept and place (computed again after a document changes)."""
+    def _counts(self) -> tuple[int, dict[str, float]]:
+        """How many passages there are, and the share linked to each concept and place (computed again
+        after a document changes)."""
         generation = self.catalogue.generation()
-        if self._share_generation != generation:
-            total = max(1, self.catalogue.count())
-            self._share = {c: n / total for c, n in self.catalogue.link_counts().items()}
-            self._share_generation = generation
-        return self._share
+        if self._counted is None or self._counted[0] != generation:
+            total = self.catalogue.count()
+            share = {c: n / max(1, total) for c, n in self.catalogue.link_counts().items()}
+            self._counted = (generation, total, share)
+        return self._counted[1], self._counted[2]
+
+    def _link_share(self) -> dict[str, float]:
+        return self._counts()[1]
 
     def linked(self, named: list[str], ids: list[str] | None) -> list[str]:
         """Ids of passages linked to what the query names (with narrower entries), of ``ids`` when given."""

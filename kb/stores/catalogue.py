@@ -153,23 +153,19 @@ class Catalogue:
 
     def select(self, *, doc_ids: Iterable[str] | None = None, year: int | None = None, doc_type: str | None = None,
                linked: Iterable[set[str]] = ()) -> list[str]:
-        """Ids of the passages of the given documents, year and type that link to one of each set in ``linked``."""
+        """Ids of the passages of the given documents, year and type that link to one of each set in ``linked``
+        (in no particular order)."""
         where, params = ["1"], []
         if doc_ids is not None:
             where.append("p.doc_id IN (SELECT value FROM json_each(?))")
             params.append(_json(doc_ids))
-        if year is not None:
-            where.append("d.year = ?")
-            params.append(year)
-        if doc_type:
-            where.append("d.type = ?")
-            params.append(doc_type)
+        if year is not None or doc_type:
+            where.append("p.doc_id IN (SELECT doc_id FROM documents WHERE (? IS NULL OR year = ?) AND (? = '' OR type = ?))")
+            params += [year, year, doc_type or "", doc_type or ""]
         for wanted in linked:
             where.append("p.row IN (SELECT row FROM links WHERE concept IN (SELECT value FROM json_each(?)))")
             params.append(_json(wanted))
-        query = (f"SELECT p.chunk_id FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
-                 f"WHERE {' AND '.join(where)} ORDER BY p.doc_id, p.start")
-        return [r[0] for r in self.db.conn.execute(query, params)]
+        return [r[0] for r in self.db.conn.execute(f"SELECT p.chunk_id FROM passages p WHERE {' AND '.join(where)}", params)]
 
     def linked(self, wanted: set[str], limit: int | None = None) -> list[Passage]:
         """Passages linked to any of ``wanted`` (concept, place or dimension ids), in document order."""

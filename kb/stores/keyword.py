@@ -93,24 +93,33 @@ class KeywordIndex:
             self.index.reload()
             return self.index.searcher()
 
-    def top(self, query: str, n: int, allowed: list[str] | None = None) -> list[tuple[str, float]]:
-        """The ``n`` best passages for ``query`` by BM25; only those of ``allowed`` (chunk ids) when given."""
+    def top(self, query: str, n: int, allowed: list[str] | None = None, widen: int = 0) -> list[tuple[str, float]]:
+        """The ``n`` best passages for ``query`` by BM25; only those of ``allowed`` (chunk ids) when given,
+        found among the ``n * widen`` best of all when ``widen`` (cheaper than a set of thousands of ids)."""
         import tantivy
 
         terms = bm25_tokens([query])[0]
         if not terms or allowed == []:
             return []
         schema = self.index.schema
-        should = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "body", t))
+        query_ = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "body", t))
                                               for t in terms])
+        searcher = self._searcher()
+        if allowed is not None and widen:
+            admitted = set(allowed)
+            found = self._hits(searcher, query_, n * widen)
+            return [(cid, score) for cid, score in found if cid in admitted][:n]
         if allowed is not None:
-            should = tantivy.Query.boolean_query([
-                (tantivy.Occur.Must, should),
+            query_ = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, query_),
                 (tantivy.Occur.Must, tantivy.Query.const_score_query(
                     tantivy.Query.term_set_query(schema, "chunk_id", allowed), 0.0))])
-        searcher = self._searcher()
-        hits = searcher.search(should, n).hits
-        return [(searcher.doc(address)["chunk_id"][0], float(score)) for score, address in hits if score > 0]
+        return self._hits(searcher, query_, n)
+
+    @staticmethod
+    def _hits(searcher, query, n: int) -> list[tuple[str, float]]:
+        return [(searcher.doc(address)["chunk_id"][0], float(score))
+                for score, address in searcher.search(query, n).hits if score > 0]
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """BM25's inverse document frequency of stemmed terms (unknown terms are as rare as a term can be)."""
