@@ -33,6 +33,7 @@ from kb.records import (
     SearchResult,
 )
 from kb.search.answer import Answerer
+from kb.search.cross_encoder import get_reader
 from kb.search.llm import make_llm
 from kb.search.retrieval import Retriever
 from kb.stores.catalogue import Catalogue
@@ -110,7 +111,7 @@ class KnowledgeBase:
     def answerer(self) -> Answerer:
         s = self.settings
         writer = (lambda: make_llm(s.llm, ollama_url=s.ollama_url, api_key=s.llm_api_key)) if s.llm else None
-        return Answerer(retriever=self.retriever, embedder=self.embedder, vectors=self.store,
+        return Answerer(retriever=self.retriever, embedder=self.embedder, vectors=self.store, reader=get_reader(),
                         linker=self.linker, ontology=self.ontology, make_llm=writer)
 
     # -- start-up -----------------------------------------------------------------------------

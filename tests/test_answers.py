@@ -141,6 +141,12 @@ def test_a_question_for_an_amount_needs_a_quote_that_gives_one():
     # other questions, and words that only look like a request for money, are left alone
     assert missing_amount("Why did the cost-savings argument carry less weight?", ["Budgets were held centrally."]) == ""
     assert missing_amount("How many sites were there?", ["Twenty-five sites took part."]) == ""
+    # a sum saved is not what something cost; a cost beside a saving is
+    assert missing_amount("What did the pilot cost to run?", ["It could save as much as £8.1bn reduction in "
+                                                              "public spending."]) == "an amount of money"
+    assert missing_amount("How much did it cost?", ["Savings of £1m were made."]) == "an amount of money"
+    assert missing_amount("How much did it cost?", ["It cost £2.5m, saving £1m a year."]) == ""
+    assert missing_amount("How much did the councils save?", ["They saved £2.5m."]) == ""
 
 
 @pytest.mark.parametrize("question, answered, quoted", [

@@ -3,7 +3,8 @@
     python -m kb.evals.fit_sentences [--home KB_HOME] [--train FILE ...] [--test FILE ...]
 
 It prints the new ``WEIGHTS`` and ``BIAS`` to paste into ``kb/search/sentence_rank.py`` and, for each
-set, how often an answering sentence is among the three best, by similarity alone and by the model.
+set, how often an answering sentence is the best and among the three best, by similarity alone and by the
+model. Fit the cross-encoder first (``python -m kb.evals.fit_cross_encoder``): its score is a feature.
 """
 
 from __future__ import annotations
@@ -63,28 +64,30 @@ def examples(kb: KnowledgeBase, gold_path: Path) -> list[Example]:
     return out
 
 
-def top3(examples: list[Example], score) -> float:
-    """The share of questions with an answering sentence among the three best scored."""
-    return float(np.mean([ex.labels[np.argsort(-score(ex.rows))[:3]].max() > 0 for ex in examples])) if examples else 0.0
+def top(examples: list[Example], score, n: int = 3) -> float:
+    """The share of questions with an answering sentence among the ``n`` best scored."""
+    return float(np.mean([ex.labels[np.argsort(-score(ex.rows))[:n]].max() > 0 for ex in examples])) if examples else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
     evals = PROJECT_ROOT / "evals"
     parser = argparse.ArgumentParser(prog="python -m kb.evals.fit_sentences", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
-    parser.add_argument("--train", type=Path, nargs="+", default=[evals / "gold.jsonl"])
-    parser.add_argument("--test", type=Path, nargs="*", default=[evals / "heldout.jsonl", evals / "fresh.jsonl", evals / "fourth.jsonl"])
+    parser.add_argument("--train", type=Path, nargs="+",
+                        default=[evals / f"{name}.jsonl" for name in ("gold", "heldout", "fresh", "fourth")])
+    parser.add_argument("--test", type=Path, nargs="*", default=[evals / "fifth.jsonl"])
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))
     sets = {p: examples(kb, p) for p in [*args.train, *args.test]}
     train = [ex for p in args.train for ex in sets[p]]
     weights, bias = fit(np.concatenate([ex.rows for ex in train]), np.concatenate([ex.labels for ex in train]))
     print(f"WEIGHTS = {weights}\nBIAS = {bias}")
-    print("answering sentence among the three best: by similarity alone / by the fitted model")
+    print("answering sentence the best, and among the three best: by similarity alone / by the fitted model")
     for path, exs in sets.items():
         role = "train" if path in args.train else "test"
-        print(f"  {path.name} ({role}, {len(exs)} questions): {top3(exs, lambda r: r[:, 0]):.3f} / "
-              f"{top3(exs, lambda r: probabilities(r, weights, bias)):.3f}")
+        model = lambda r: probabilities(r, weights, bias)  # noqa: E731
+        print(f"  {path.name} ({role}, {len(exs)} questions): best {top(exs, lambda r: r[:, 0], 1):.3f} / "
+              f"{top(exs, model, 1):.3f}; three best {top(exs, lambda r: r[:, 0]):.3f} / {top(exs, model):.3f}")
     return 0
 
 

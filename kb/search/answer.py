@@ -16,6 +16,7 @@ import numpy as np
 
 from kb.embed import Embedder
 from kb.records import Answer, Citation, Filters
+from kb.search.cross_encoder import CrossEncoder
 from kb.search.llm import llm_answer
 from kb.search.question import BARRIER, parts
 from kb.search.quotes import Candidate, candidates as quotable, defined_acronyms, merged, readable, spell_out, within
@@ -70,12 +71,25 @@ def one_per_part(by_part: list[np.ndarray], floor: float, allowed: Callable[[int
     return chosen
 
 
-def compose(picked: list[Candidate], glossary: dict[str, str] | None = None) -> tuple[str, list[Citation]]:
-    """Order the picked quotes as the evidence runs (by passage, then position), number them, cite
-    each one, and show each as a reader reads it (:func:`kb.search.quotes.readable`)."""
-    order = sorted(picked, key=lambda c: (c.hit.rank, c.start))
+def reading_order(quotes: list[Candidate], ranked: list[Candidate]) -> list[Candidate]:
+    """The quotes as an answer gives them: first the passage holding the quote that answers best, then the
+    passage of the next best, and so on; a passage's quotes in the order its text runs. ``ranked`` are
+    the quotes as they were picked, best first (``quotes`` may have joined some of them)."""
+    def best_inside(q: Candidate) -> int:
+        return min((i for i, c in enumerate(ranked) if c.hit.passage.doc_id == q.hit.passage.doc_id
+                    and q.start <= c.core[0] < q.end), default=len(ranked))
+
+    first: dict[str, int] = {}
+    for q in quotes:
+        first[q.hit.passage.chunk_id] = min(first.get(q.hit.passage.chunk_id, len(ranked)), best_inside(q))
+    return sorted(quotes, key=lambda q: (first[q.hit.passage.chunk_id], q.start))
+
+
+def compose(quotes: list[Candidate], glossary: dict[str, str] | None = None) -> tuple[str, list[Citation]]:
+    """Number the quotes in the order given, cite each one, and show each as a reader reads it
+    (:func:`kb.search.quotes.readable`)."""
     citations, parts = [], []
-    for n, c in enumerate(order, 1):
+    for n, c in enumerate(quotes, 1):
         citations.append(Citation.of(n, c.hit.passage.chunk_id, c.hit.document, c.start, c.end))
         parts.append(f"{readable(c.text)} [{n}]")
     answer = " ".join(parts)
@@ -94,13 +108,28 @@ _ASKS_CHANGE = re.compile(
 _ABOUT_MONEY = re.compile(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", re.I)
 _MONEY = re.compile(r"[£$€]\s?\d|\b\d[\d,.]*\s?(?:million|billion|bn|m|k|pounds|euros|dollars)\b", re.I)
 _CHANGE = re.compile(r"\d\s?%|\bper ?cent\b|\b\d+(?:\.\d+)?\s?(?:times|fold)\b|\b(?:doubled|halved|tripled|trebled)\b", re.I)
+# What a cost is not: a sum saved or cut ("savings of £2m", "as much as £8.1bn reduction in public spending").
+_ASKS_COST = re.compile(r"\bcost\w*|\bspen[dt]\w*|\bpa(?:y|id)\b|\bprice\b|\bfees?\b", re.I)
+_SAVED_BEFORE = re.compile(r"\b(?:sav\w*|reduc\w*|cut\w*)\b[^,;.]{0,40}$", re.I)
+_SAVED_AFTER = re.compile(r"[\d,.]*\s?(?:million|billion|bn|m|k)?\b[ \t]+(?:\w+[ \t]+)?(?:sav|reduc|cut)", re.I)
+
+
+def _sums(question: str, text: str) -> list[str]:
+    """The sums of money a text gives, leaving out sums saved when the question asks what something cost."""
+    found = list(_MONEY.finditer(text))
+    if _ASKS_COST.search(question) and not re.search(r"\bsav", question, re.I):
+        found = [m for m in found if not _SAVED_BEFORE.search(text, max(0, m.start() - 60), m.start())
+                 and not _SAVED_AFTER.match(text, m.end())]
+    return [m.group() for m in found]
 
 
 def missing_amount(question: str, quotes: list[str]) -> str:
     """The kind of amount the question asks for ("an amount of money", "the size of the change")
-    when no quote gives one, else "". Sentences about the right topic without the figure do not answer it."""
+    when no quote gives one, else "". Sentences about the right topic without the figure do not answer it,
+    nor does a sum saved when the question asks what something cost."""
     text = " ".join(quotes)
-    if _ASKS_MONEY.search(question) and not _MONEY.search(text):
+    figures = _sums(question, text)
+    if _ASKS_MONEY.search(question) and not figures:
         return "an amount of money"
     about_money = bool(_ABOUT_MONEY.search(question))
     if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or (about_money and _MONEY.search(text))):
@@ -130,9 +159,9 @@ _ASKS_ABOUT_STUDY = re.compile(r"\b(?:stud(?:y|ies)|research\w*|case stud\w*|met
 class Answerer:
     """Answers from what a retriever finds; sentence vectors come from the store, stored at ingestion."""
 
-    def __init__(self, *, retriever: Retriever, embedder: Embedder, vectors: PassageStore,
+    def __init__(self, *, retriever: Retriever, embedder: Embedder, vectors: PassageStore, reader: CrossEncoder,
                  linker: Linker, ontology: Ontology, make_llm: Callable[[], object] | None = None) -> None:
-        self.retriever, self.embedder, self.vectors = retriever, embedder, vectors
+        self.retriever, self.embedder, self.vectors, self.reader = retriever, embedder, vectors, reader
         self.linker, self.ontology = linker, ontology
         self.make_llm = make_llm  # the optional answer writer that KB_LLM names
         # The vocabulary's acronyms with their long forms ("CCG" → "clinical commissioning group").
@@ -151,8 +180,8 @@ class Answerer:
 
     def feature_rows(self, question: str, candidates: list[Candidate], sims: np.ndarray) -> np.ndarray:
         """What :mod:`kb.search.sentence_rank` weighs about each candidate."""
-        return candidate_rows(question, candidates, sims, idf=self.retriever.idf, linker=self.linker,
-                              ontology=self.ontology)
+        return candidate_rows(question, candidates, sims, idf=self.retriever.idf, reader=self.reader.scores,
+                              linker=self.linker, ontology=self.ontology)
 
     def ask(self, question: str, k: int = 5, mode: str = "hybrid", filters: Filters | None = None,
             expand: bool = True, llm=None) -> Answer:
@@ -185,7 +214,8 @@ class Answerer:
         candidates = quotable(hits[:TUNING.source_passages])
         if not candidates:
             return Answer(question, False, NO_ANSWER, passages=hits[:k])
-        picked = merged([candidates[i] for i in self.choose(question, vector, candidates)])
+        ranked = [candidates[i] for i in self.choose(question, vector, candidates)]
+        picked = reading_order(merged(ranked), ranked)
         if not picked:  # every candidate was ruled out (only sentences about the document itself, say)
             return Answer(question, False, NO_ANSWER, passages=hits[:k])
         amount = missing_amount(question, [c.text for c in picked])

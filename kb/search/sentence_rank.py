@@ -1,13 +1,14 @@
 """Which sentences of the top passages answer a question.
 
 Closeness in meaning alone puts a sentence that answers the question among the three picked for
-only about half of the gold questions. A small logistic model adds what else points to the answer
-(the question's rarer words in the sentence, its names weighing less; the rank of its passage; a
-figure when the question asks how many; the kind of thing a part of the question asks for; whether
-the sentence leans on the one before or speaks of the document itself; a place or concept the question
-names counts as its words wherever a sentence names it, by any label) and is fitted on the gold set:
+only about half of the gold questions. A small logistic model adds what else points to the answer:
+the reader's score (a cross-encoder that reads question and sentence together,
+:mod:`kb.search.cross_encoder`), the question's rarer words in the sentence (its names weighing less),
+the rank of its passage, a figure when the question asks how many, the kind of thing a part of the
+question asks for, whether the sentence leans on the one before or speaks of the document itself; a place
+or concept the question names counts as its words wherever a sentence names it, by any label.
 ``python -m kb.evals.fit_sentences`` refits it and reports, for each set, how often an answering
-sentence is among the three best.
+sentence is the best and among the three best.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from kb.vocab.linking import Linker
 from kb.vocab.ontology import Ontology
 
 FEATURES = ("similarity", "below_best", "inverse_rank", "passage_similarity", "word_overlap",
-            "figure_for_quantity", "answer_cue", "pointer", "about_document", "length")
-# Fitted by `python -m kb.evals.fit_sentences` on evals/gold.jsonl.
-WEIGHTS = (2.6, 2.39, 2.43, -0.83, 3.95, 0.87, 0.33, 0.15, -0.65, 0.59)
-BIAS = -6.27
+            "figure_for_quantity", "answer_cue", "pointer", "about_document", "length", "reader")
+# Fitted by `python -m kb.evals.fit_sentences` on the four question sets (gold, heldout, fresh, fourth).
+WEIGHTS = (0.46, 0.38, 2.02, 0.34, 0.57, 0.65, 0.04, -0.18, 0.29, 1.06, 0.9)
+BIAS = -5.96
 
 QUANTITY = re.compile(r"\b(how (much|many)|what (percentage|proportion|number|amount|size)|by how much)\b", re.I)
 FIGURE = re.compile(r"[£$%]|\b\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
@@ -57,7 +58,7 @@ ABOUT_DOCUMENT = re.compile(r"^(?:In )?(?:this|the present|the following) (?:sec
 
 
 def features(question: str, texts: Sequence[str], sims: np.ndarray, ranks: Sequence[int],
-             passage_sims: Sequence[float], overlaps: Sequence[float]) -> np.ndarray:
+             passage_sims: Sequence[float], overlaps: Sequence[float], read: Sequence[float]) -> np.ndarray:
     """One row per candidate sentence, in the order of ``FEATURES``."""
     sims = np.asarray(sims, dtype=float)
     quantity = 1.0 if QUANTITY.search(question) else 0.0
@@ -73,6 +74,7 @@ def features(question: str, texts: Sequence[str], sims: np.ndarray, ranks: Seque
         [float(bool(POINTER.match(t))) for t in texts],
         [float(bool(ABOUT_DOCUMENT.search(t))) for t in texts],
         [min(1.0, len(t.split()) / 30) for t in texts],
+        np.asarray(read, dtype=float),
     ])
 
 
@@ -81,8 +83,10 @@ def probabilities(rows: np.ndarray, weights: Sequence[float] = WEIGHTS, bias: fl
 
 
 def candidate_rows(question: str, candidates: list[Candidate], sims: np.ndarray, *,
-                   idf: Callable[[list[str]], dict[str, float]], linker: Linker, ontology: Ontology) -> np.ndarray:
-    """The feature rows of a question's candidate sentences (``idf`` gives the keyword index's term weights)."""
+                   idf: Callable[[list[str]], dict[str, float]], reader: Callable[[str, list[str]], np.ndarray],
+                   linker: Linker, ontology: Ontology) -> np.ndarray:
+    """The feature rows of a question's candidate sentences (``idf`` gives the keyword index's term weights,
+    ``reader`` the cross-encoder's scores)."""
     texts = [c.core_text for c in candidates]
     tokens = bm25_tokens([question] + texts)
     weights = idf(sorted(set(tokens[0])))
@@ -99,4 +103,4 @@ def candidate_rows(question: str, candidates: list[Candidate], sims: np.ndarray,
         covered = [t for _, label_terms, family in named if ids & family for t in label_terms]
         overlaps.append(word_overlap(tokens[0], terms, weights, covered))
     return features(question, texts, sims, [c.hit.rank for c in candidates],
-                    [c.hit.similarity or 0.0 for c in candidates], overlaps)
+                    [c.hit.similarity or 0.0 for c in candidates], overlaps, reader(question, texts))
