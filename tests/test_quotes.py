@@ -49,6 +49,14 @@ def test_a_quotation_is_quoted_from_its_opening_mark_to_its_closing_one():
     assert all(not unbalanced(q) for q in quotes.values())
 
 
+def test_the_end_of_one_quotation_and_the_start_of_the_next_are_not_a_quotation():
+    assert unbalanced("might look like.” Similarly, the Enabler noted: “The project took time to start.")
+    assert not unbalanced("He said: “It worked.” She said: “It did.”")
+    text = ("“No-one had thought about ceding leadership.” Similarly, in Calderdale, the Enabler in the place noted:"
+            "\n\n“The project took time to start. Partners met for a year before anything changed.”")
+    assert all(not unbalanced(q) for q in quotes_of(text).values())
+
+
 def test_a_contrast_stays_with_its_sentence():
     text = ("The partners agreed a shared outcomes framework early on. However, the police never pooled any money "
             "because their budgets were set in London.")

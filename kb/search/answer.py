@@ -246,6 +246,8 @@ class Answerer:
             # "Did any place…?" wants the place that did before the reasons none did.
             relevance = relevance * np.array([TUNING.barrier_weight if BARRIER.search(c.core_text) else 1.0
                                               for c in candidates])
+        if relevance.max() > 0:
+            relevance = relevance / relevance.max()  # the floor is a share of the best sentence left
 
         def allowed(i: int, chosen: list[int]) -> bool:
             return all(not within(candidates[i], candidates[j]) and float(vectors[i] @ vectors[j]) < TUNING.duplicate

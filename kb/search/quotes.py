@@ -65,8 +65,16 @@ def unbalanced(text: str) -> bool:
     """Quotation marks or brackets that open and do not close, or close and did not open. An
     apostrophe inside a word is not a mark, and one after an "s" closes a quote only when one is open."""
     bare = _APOSTROPHE.sub("", text)
-    if bare.count('"') % 2 == 1 or any(bare.count(a) != bare.count(b) for a, b in (("“", "”"), ("(", ")"), ("[", "]"))):
+    if bare.count('"') % 2 == 1:
         return True
+    for opening, closing in (("“", "”"), ("(", ")"), ("[", "]")):
+        depth = 0
+        for ch in bare:  # in order: "like.” … noted: “The project" closes one quotation and opens another
+            depth += (ch == opening) - (ch == closing)
+            if depth < 0:
+                return True
+        if depth:
+            return True
     open_single = 0
     for i, ch in enumerate(bare):
         if ch in "‘":
