@@ -76,8 +76,6 @@ def measure(graph, kb, repeats: int) -> dict:
         out[name] = timed(lambda q=query: graph.query(q), repeats)
     out["passages under London"] = timed(lambda: graph.passages_for(london), repeats)
     out["link counts (GROUP BY)"] = timed(lambda: graph.select(LINK_COUNTS), repeats)
-    graph.link_counts()
-    out["link counts as pages read them"] = timed(graph.link_counts, repeats)  # cached until a document changes
     out["label lookup"] = timed(lambda: graph.lookup("pooled funding"), repeats)
     return out
 

@@ -80,6 +80,12 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
                         f"an older version: {', '.join(behind[:5])}{' …' if len(behind) > 5 else ''}")
     if extra:
         problems.append(f"document(s) in the keyword index or the catalogue but not in the manifest: {', '.join(extra)}")
+    in_graph_links, in_catalogue_links = graph.links_per_document(), indexer.catalogue.links_per_document()
+    mislinked = sorted(e.path for e in manifest.entries.values() if e.doc_id not in behind and e.path not in incomplete
+                       and in_graph_links.get(e.doc_id, 0) != in_catalogue_links.get(e.doc_id, 0))
+    if mislinked:
+        problems.append(f"{len(mislinked)} document(s) linked differently in the graph and the catalogue "
+                        "(`kb check --repair` ingests them again)")
 
     if repair and problems:
         store.delete(store_orphans)
@@ -92,7 +98,7 @@ def check(indexer: Indexer, ontology: Ontology, repair: bool = False) -> list[st
                 entry = manifest.by_doc(doc_id)
                 if entry:
                     incomplete = sorted(set(incomplete) | {entry.path})
-        incomplete = sorted(set(incomplete) | set(stale) | set(unsplit) | set(rechunk))
+        incomplete = sorted(set(incomplete) | set(stale) | set(unsplit) | set(rechunk) | set(mislinked))
         if incomplete:
             for path in incomplete:
                 manifest.entries[path].sha256 = ""  # forces the file to be ingested again

@@ -175,6 +175,24 @@ def test_check_finds_and_mends_a_document_missing_from_the_keyword_index_or_the_
     assert sorted(d.doc_id for d in kb.documents()) == ["a", "b"]
 
 
+def test_check_finds_and_mends_a_graph_that_links_a_document_otherwise_than_the_catalogue(new_kb, tmp_path):
+    from dataclasses import replace
+
+    kb = new_kb()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "b.txt").write_text("Partners in Plymouth pooled their budgets and built trust across the system.\n",
+                                  encoding="utf-8")
+    assert kb.ingest([folder], progress=False).ok
+    passages = kb.all_passages()
+    assert any(p.places for p in passages)
+    kb.graph.replace_document(kb.document("b"), [replace(p, concepts=[], places=[], dimensions=[]) for p in passages])
+    assert "1 document(s) linked differently in the graph and the catalogue (`kb check --repair` ingests them again)" \
+        in kb.check()
+    kb.check(repair=True)
+    assert kb.check() == [] and kb.graph.link_counts() == kb.catalogue.link_counts()
+
+
 def test_a_knowledge_base_of_the_earlier_layout_moves_in(new_kb, tmp_path):
     """manifest.json and a whole-collection bm25/ folder, as earlier versions wrote them: the manifest moves
     into the catalogue on open, and the next ingestion fills the catalogue and keyword index from Chroma."""

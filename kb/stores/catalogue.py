@@ -196,6 +196,11 @@ class Catalogue:
         """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
         return dict(self.db.conn.execute("SELECT concept, COUNT(*) FROM links GROUP BY concept"))
 
+    def links_per_document(self) -> dict[str, int]:
+        """How many links (passage to concept, place or dimension) each document holds."""
+        return dict(self.db.conn.execute(
+            "SELECT p.doc_id, COUNT(*) FROM links l JOIN passages p ON p.row = l.row GROUP BY p.doc_id"))
+
     def known(self, words: Iterable[str]) -> set[str]:
         """Those of ``words`` (lower case) that some document's title or passage holds."""
         return {r[0] for r in self.db.conn.execute(

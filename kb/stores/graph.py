@@ -8,7 +8,6 @@ only; the store is Oxigraph under ``KB_HOME`` or a SPARQL 1.1 server (:mod:`kb.s
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -26,8 +25,7 @@ PASSAGE = Namespace(BASE + "passage/")
 GRAPH = BASE + "graph/"
 DOC_GRAPH = GRAPH + "doc/"
 VOCABULARY = GRAPH + "vocabulary"
-VERSION = GRAPH + "version"  # the vocabulary's version, and a stamp that every write changes
-STAMP = GRAPH + "documents"
+VERSION = GRAPH + "version"  # the vocabulary's version
 LINKS = {"concepts": SLO.mentionsConcept, "places": SLO.aboutPlace, "dimensions": SLO.evidencesDimension}
 PREFIXES = {
     "skos": SKOS, "dcterms": DCTERMS, "slo": SLO, "xsd": XSD, "rdf": RDF,
@@ -55,6 +53,10 @@ LINK_COUNTS = """
 SELECT ?concept (COUNT(DISTINCT ?passage) AS ?n) WHERE {
   ?passage slo:mentionsConcept|slo:aboutPlace|slo:evidencesDimension ?concept .
 } GROUP BY ?concept"""
+LINKS_PER_GRAPH = """
+SELECT ?g (COUNT(*) AS ?n) WHERE {
+  GRAPH ?g { ?passage slo:mentionsConcept|slo:aboutPlace|slo:evidencesDimension ?concept }
+} GROUP BY ?g"""
 PASSAGE_IDS = "SELECT ?id WHERE { ?passage a slo:Passage ; dcterms:identifier ?id }"
 DOCUMENT_IDS = """SELECT ?g ?id WHERE { GRAPH ?g { ?doc a slo:Document ; dcterms:identifier ?id } }"""
 
@@ -115,13 +117,6 @@ def replace_graph(graph: str, g: Graph) -> str:
     return f"DROP SILENT GRAPH {name} ;\nINSERT DATA {{ GRAPH {name} {{\n{g.serialize(format='nt')}}} }}"
 
 
-def restamp() -> str:
-    """The part of an update that marks the documents as changed: aggregates cached before are stale."""
-    version, stamp = ox.NamedNode(VERSION), ox.NamedNode(STAMP)
-    return (f" ;\nDELETE WHERE {{ GRAPH {version} {{ {stamp} <{DCTERMS.modified}> ?old }} }} ;\n"
-            f"INSERT DATA {{ GRAPH {version} {{ {stamp} <{DCTERMS.modified}> {ox.Literal(uuid.uuid4().hex)} }} }}")
-
-
 class KnowledgeGraph:
     """The vocabulary and every document's graph in one store; SPARQL with bound values only."""
 
@@ -132,7 +127,6 @@ class KnowledgeGraph:
         self.vocabulary_version = vocabulary_version
         self.legacy = legacy  # a folder of per-document N-Triples files, from before the store
         self._ready = False
-        self._cache: dict[str, tuple[str, object]] = {}
 
     def _prepare(self) -> None:
         """Once per process: the vocabulary graph brought up to date, N-Triples files of old moved in."""
@@ -154,7 +148,7 @@ class KnowledgeGraph:
             g.parse(path, format="nt")
             ident = g.value(None, RDF.type, SLO.Document)
             doc_id = str(g.value(ident, DCTERMS.identifier)) if ident is not None else path.stem
-            self.store.update(replace_graph(doc_graph(doc_id), g) + restamp())
+            self.store.update(replace_graph(doc_graph(doc_id), g))
             path.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()
@@ -163,11 +157,11 @@ class KnowledgeGraph:
     def replace_document(self, doc: Document, passages: list[Passage]) -> None:
         self._prepare()
         triples = document_triples(doc, passages, self.ontology)
-        self.store.update(replace_graph(doc_graph(doc.meta.doc_id), triples) + restamp())
+        self.store.update(replace_graph(doc_graph(doc.meta.doc_id), triples))
 
     def remove_document(self, doc_id: str) -> None:
         self._prepare()
-        self.store.update(f"DROP SILENT GRAPH {ox.NamedNode(doc_graph(doc_id))}" + restamp())
+        self.store.update(f"DROP SILENT GRAPH {ox.NamedNode(doc_graph(doc_id))}")
 
     # -- reading ---------------------------------------------------------------------------------------
     def document_ids(self) -> set[str]:
@@ -184,25 +178,16 @@ class KnowledgeGraph:
     def passage_ids(self) -> set[str]:
         return {r["id"] for r in self.select(PASSAGE_IDS)["rows"]}
 
-    def stamp(self) -> str:
-        """Changes whenever a document is written or removed, in any process."""
-        rows = self.select("SELECT ?s WHERE { GRAPH ?version { ?stamp dcterms:modified ?s } }",
-                           {"version": ox.NamedNode(VERSION), "stamp": ox.NamedNode(STAMP)})["rows"]
-        return rows[0]["s"] if rows else ""
-
-    def aggregate(self, name: str, compute):
-        """A whole-collection figure, computed once per change of the documents (pages ask it on every render)."""
-        stamp = self.stamp()
-        held = self._cache.get(name)
-        if held is None or held[0] != stamp:
-            held = self._cache[name] = (stamp, compute())
-        return held[1]
-
     def link_counts(self) -> Counter:
-        """Passages linked to each concept, place and dimension id."""
+        """Passages linked to each concept, place and dimension id (a GROUP BY over every link: `kb check`
+        compares it with the catalogue's; the pages read the catalogue's)."""
         uri_to_id = {c.uri: c.id for c in self.ontology.concepts.values()}
-        return Counter(self.aggregate("link counts", lambda: {
-            uri_to_id.get(r["concept"], r["concept"]): int(r["n"]) for r in self.select(LINK_COUNTS)["rows"]}))
+        return Counter({uri_to_id.get(r["concept"], r["concept"]): int(r["n"]) for r in self.select(LINK_COUNTS)["rows"]})
+
+    def links_per_document(self) -> dict[str, int]:
+        """How many links (passage to concept, place or dimension) each document's graph holds."""
+        ids = {r["g"]: r["id"] for r in self.select(DOCUMENT_IDS)["rows"]}
+        return {ids[r["g"]]: int(r["n"]) for r in self.select(LINKS_PER_GRAPH)["rows"] if r["g"] in ids}
 
     def select(self, text: str, bindings: dict[str, ox.NamedNode | ox.Literal] | None = None) -> dict:
         """A query the library wrote itself, values bound."""
