@@ -12,6 +12,7 @@ import sys
 import threading
 import traceback
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def assert_consistent(home: Path) -> KnowledgeBase:
     assert len(ids) == len(set(ids)) == len(kb.manifest.chunk_ids())
     assert set(ids) == kb.graph.passage_ids() == kb.manifest.chunk_ids() == kb.catalogue.chunk_ids()
     assert kb.keyword.document_counts() == {e.doc_id: len(e.chunk_ids) for e in kb.manifest.entries.values()}
+    assert kb.catalogue.count() == len(ids) and kb.catalogue.link_counts() == kb.graph.link_counts()
     return kb
 
 
@@ -154,6 +156,9 @@ def test_a_document_is_added_replaced_and_removed_in_the_keyword_index_and_the_c
     assert kb.ingest([folder], prune=True, progress=False).pruned
     assert kb.search("Marrowdale", mode="bm25").hits == [] and [d.doc_id for d in kb.documents()] == ["a"]
     assert kb.keyword.document_counts() == {"a": 1} and kb.counts() == (1, 1)
+    # the counts kept as documents come and go are those of the passages left
+    assert kb.catalogue.count() == 1 and kb.catalogue.link_counts() == kb.graph.link_counts() == Counter(
+        c for p in kb.all_passages() for c in {*p.concepts, *p.places, *p.dimensions})
 
 
 def test_check_finds_and_mends_a_document_missing_from_the_keyword_index_or_the_catalogue(new_kb, tmp_path):

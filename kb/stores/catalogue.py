@@ -1,5 +1,7 @@
 """The catalogue: every passage's text, place in its document and links, every document's summary and
-the words the collection holds, in SQLite under ``KB_HOME/catalogue.sqlite``.
+the words the collection holds, in SQLite under ``KB_HOME/catalogue.sqlite``. The passages linked to each
+concept, and the passages in all, are counted as documents come and go, so reading them costs the same
+however large the collection.
 
 Passages are read by id, selected by filters and counted by queries, so that no process holds the whole
 collection and no page walks it. A document is written or removed in one transaction; ``generation``
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS links (concept TEXT NOT NULL, row INTEGER NOT NULL, s
     PRIMARY KEY (concept, row)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS links_by_row ON links(row, scheme);
 CREATE TABLE IF NOT EXISTS words (word TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS link_counts (concept TEXT PRIMARY KEY, passages INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -70,10 +73,24 @@ def _axis(axis: Axis, name: str) -> tuple[str, list]:
 class Catalogue:
     def __init__(self, path: Path) -> None:
         self.db = Database(path, SCHEMA)
+        self._counted = False
+
+    def _ensure_counted(self) -> None:
+        """Counts for a catalogue written before they were kept: made once from its passages."""
+        if self._counted:
+            return
+        self._counted = True
+        if self.db.conn.execute("SELECT 1 FROM state WHERE key = 'passages'").fetchone():
+            return
+        with self.db.write() as c:
+            if not c.execute("SELECT 1 FROM state WHERE key = 'passages'").fetchone():
+                c.execute("INSERT INTO link_counts SELECT concept, COUNT(*) FROM links GROUP BY concept")
+                c.execute("INSERT INTO state SELECT 'passages', COUNT(*) FROM passages")
 
     # -- writing ----------------------------------------------------------------------------
     def put_document(self, summary: DocumentSummary, sha256: str, passages: list[Passage]) -> None:
         """Store a document's summary and passages, replacing what an earlier version left, in one transaction."""
+        self._ensure_counted()
         with self.db.write() as c:
             self._delete(c, summary.doc_id)
             c.execute("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -88,9 +105,11 @@ class Catalogue:
                               [(cid, row, name) for name in LINKS for cid in getattr(p, name)])
             c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
                           [(w,) for w in words_of(summary.title, passages)])
+            self._count(c, passages, +1)
             self._bump(c)
 
     def remove_document(self, doc_id: str) -> None:
+        self._ensure_counted()
         with self.db.write() as c:
             self._delete(c, doc_id)
             self._bump(c)
@@ -103,9 +122,20 @@ class Catalogue:
         c.executemany("UPDATE words SET documents = documents - 1 WHERE word = ?",
                       [(w,) for w in words_of(got[0] if got else "", old)])
         c.execute("DELETE FROM words WHERE documents <= 0")
+        self._count(c, old, -1)
         c.execute("DELETE FROM links WHERE row IN (SELECT row FROM passages WHERE doc_id = ?)", (doc_id,))
         c.execute("DELETE FROM passages WHERE doc_id = ?", (doc_id,))
         c.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    @staticmethod
+    def _count(c, passages: list[Passage], sign: int) -> None:
+        """Add (or take away) passages to the count of all and to the counts of what each links to."""
+        linked = Counter(cid for p in passages for cid in {*p.concepts, *p.places, *p.dimensions})
+        c.executemany("INSERT INTO link_counts VALUES (?, ?) ON CONFLICT(concept) DO UPDATE SET passages = passages + ?",
+                      [(cid, sign * n, sign * n) for cid, n in linked.items()])
+        c.execute("DELETE FROM link_counts WHERE passages <= 0")
+        c.execute("INSERT INTO state VALUES ('passages', ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
+                  (sign * len(passages), sign * len(passages)))
 
     @staticmethod
     def _bump(c) -> None:
@@ -118,7 +148,9 @@ class Catalogue:
         return got[0] if got else 0
 
     def count(self) -> int:
-        return self.db.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        self._ensure_counted()
+        got = self.db.conn.execute("SELECT value FROM state WHERE key = 'passages'").fetchone()
+        return got[0] if got else 0
 
     def counts(self) -> tuple[int, int]:
         """Documents and passages."""
@@ -194,7 +226,8 @@ class Catalogue:
 
     def link_counts(self) -> dict[str, int]:
         """Passages linked to each concept, place and dimension (directly, not through narrower ones)."""
-        return dict(self.db.conn.execute("SELECT concept, COUNT(*) FROM links GROUP BY concept"))
+        self._ensure_counted()
+        return dict(self.db.conn.execute("SELECT concept, passages FROM link_counts"))
 
     def links_per_document(self) -> dict[str, int]:
         """How many links (passage to concept, place or dimension) each document holds."""
