@@ -375,7 +375,8 @@ def machine() -> dict:
             "versions": {n: version(n) for n in ("chromadb", "sentence-transformers", "torch", "llama-index-core", "bm25s")}}
 
 
-KEPT = ("## The graph store (Oxigraph) as the collection grows", "## A collection that grows")
+KEPT = ("## The graph store (Oxigraph) as the collection grows", "## A collection that grows",
+        "## The stores at a million passages")
 
 
 def kept_sections() -> str:
