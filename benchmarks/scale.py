@@ -309,7 +309,15 @@ def render(results: dict) -> str:
                  else f"{v} ({ratio(v, vals[0])})" for s, v in zip(sizes, vals)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     last = sizes[-1]
-    lines += ["", f"Disk at {last['measure']['passages']:,} passages by store (MB): "
+    lines += ["", "Reading it: search and ask include encoding the question (with the real model about 10 ms more); "
+              "`ask` reads every candidate sentence with the cross-encoder. The SPARQL `GROUP BY`, the link counts and "
+              "the evidence map as queries read every link, so they grow with the collection; the pages read them "
+              "once per change of the documents (the rows \"as pages read it\"), and the catalogue now keeps link "
+              "counts as documents come and go (\"The stores at a million passages\" below). \"app: first render\" "
+              "is a new app process's first page, its imports included; the app's own start-up does it before the "
+              "first user arrives. Memory is the measuring process's, Chroma's vector indexes for "
+              f"{last['measure']['passages']:,} passages and their sentences included.",
+              "", f"Disk at {last['measure']['passages']:,} passages by store (MB): "
               + ", ".join(f"{k} {v}" for k, v in last["disk_mb"].items() if k not in ("encoder",)) + ".",
               f"The real model embeds {results['real_model_passages_per_s']} passages a second here, so "
               f"embedding {last['measure']['passages']:,} passages with it takes about "
@@ -328,7 +336,7 @@ def plot(results: dict) -> None:
     x = [s["measure"]["passages"] for s in sizes]
     fig, ax = plt.subplots(figsize=(8, 5))
     for name in sizes[0]["measure"]["ms"]:
-        ax.plot(x, [s["measure"]["ms"][name][0] for s in sizes], marker="o", label=name)
+        ax.plot(x, [max(0.05, s["measure"]["ms"][name][0]) for s in sizes], marker="o", label=name)  # 0 has no log
     ax.plot(x, [s["measure"]["change_s"]["add one document"] * 1000 for s in sizes], marker="s", ls="--",
             label="add one document")
     ax.plot(x, [x_ / x[0] * sizes[0]["measure"]["ms"]["search"][0] for x_ in x], color="grey", ls=":", label="linear growth")
