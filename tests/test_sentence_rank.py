@@ -40,12 +40,12 @@ def test_fit_finds_the_feature_that_separates_the_labels():
 
 @pytest.mark.quality
 def test_the_model_finds_answering_sentences_of_questions_it_was_not_fitted_on(corpus_kb):
-    """The model is fitted on evals/gold.jsonl; the three other sets are blind to it."""
-    exs = [ex for name in ("heldout", "fresh", "fourth") for ex in examples(corpus_kb, PROJECT_ROOT / "evals" / f"{name}.jsonl")]
-    assert len(exs) >= 170
-    by_similarity = top(exs, lambda r: r[:, 0])
-    by_model = top(exs, probabilities)
-    assert by_model >= 0.55 and by_model >= by_similarity + 0.08
+    """The reader and the sentence model are fitted on the four earlier sets; the fifth was written blind to them."""
+    exs = examples(corpus_kb, PROJECT_ROOT / "evals" / "fifth.jsonl")
+    assert len(exs) >= 55
+    for n, floor in ((1, 0.55), (3, 0.65)):
+        by_similarity, by_model = top(exs, lambda r: r[:, 0], n), top(exs, probabilities, n)
+        assert by_model >= floor and by_model >= by_similarity + 0.2, (n, by_model, by_similarity)
 
 
 def test_a_how_many_question_is_answered_with_the_figure(corpus_kb):
