@@ -27,10 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run import _status_mb, dir_mb  # noqa: E402
+from run import _status_mb, dir_mb, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "graph-results.json"
-REPORT = ROOT / "evals" / "BENCHMARKS.md"
 QUERIES = {
     "SPARQL count": "SELECT (COUNT(?p) AS ?n) WHERE { ?p a slo:Passage }",
     "GROUP BY dimension × place": """SELECT ?d ?pl (COUNT(DISTINCT ?p) AS ?n) WHERE {
@@ -179,15 +178,7 @@ def render(results: dict) -> str:
 
 
 def write_report(section: str) -> None:
-    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
-    head = "## The graph store (Oxigraph) as the collection grows"
-    if head in text:
-        start = text.index(head)
-        nxt = text.find("\n## ", start + len(head))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    REPORT.write_text(text, encoding="utf-8")
+    write_section("## The graph store (Oxigraph) as the collection grows", section)
 
 
 def main() -> None:

@@ -376,7 +376,22 @@ def machine() -> dict:
 
 
 KEPT = ("## The graph store (Oxigraph) as the collection grows", "## A collection that grows",
-        "## The stores at a million passages")
+        "## The stores at a million passages",
+        "## One large file")
+
+
+def write_section(head: str, section: str) -> None:
+    """Put ``section`` (which starts with ``head``) into evals/BENCHMARKS.md in place of the section of that
+    heading, or at its end: each benchmark script keeps its own section there."""
+    report = ROOT / "evals" / "BENCHMARKS.md"
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    if head in text:
+        start = text.index(head)
+        nxt = text.find("\n## ", start + len(head))
+        text = text[:start] + section.rstrip("\n") + "\n" + (text[nxt:] if nxt != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    report.write_text(text, encoding="utf-8")
 
 
 def kept_sections() -> str:

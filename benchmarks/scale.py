@@ -35,10 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from run import dir_mb, gold_questions, machine, peak_rss_mb, rss_mb  # noqa: E402
+from run import dir_mb, gold_questions, machine, peak_rss_mb, rss_mb, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "scale-results.json"
-REPORT = ROOT / "evals" / "BENCHMARKS.md"
 PLOT = ROOT / "evals" / "scale.png"
 SECTION = "## A collection that grows"
 PAGES = ("ask", "browse", "evidence", "places", "library")
@@ -347,15 +346,7 @@ def plot(results: dict) -> None:
 
 
 def write_report(results: dict) -> None:
-    text = REPORT.read_text(encoding="utf-8")
-    section = render(results)
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head + section + tail
-    else:
-        text = text.rstrip() + "\n\n" + section
-    REPORT.write_text(text, encoding="utf-8")
+    write_section(SECTION, render(results))
     plot(results)
 
 

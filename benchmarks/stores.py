@@ -27,10 +27,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from graph import timed  # noqa: E402
-from run import dir_mb, gold_questions, machine, peak_rss_mb, rss_mb  # noqa: E402
+from run import dir_mb, gold_questions, machine, peak_rss_mb, rss_mb, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "stores-results.json"
-REPORT = ROOT / "evals" / "BENCHMARKS.md"
 SECTION = "## The stores at a million passages"
 
 
@@ -173,14 +172,7 @@ def render(results: dict) -> str:
 
 
 def write_report(results: dict) -> None:
-    text = REPORT.read_text(encoding="utf-8")
-    section = render(results)
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        text = head + section + (rest[rest.find("\n## "):] if "\n## " in rest else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    REPORT.write_text(text, encoding="utf-8")
+    write_section(SECTION, render(results))
 
 
 def main(argv=None) -> int:

@@ -25,22 +25,14 @@ def _year(info) -> int | None:
 def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
     # Here, not at the top: a sixth of a second that commands reading no PDF skip.
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
 
     if path.stat().st_size == 0:
         raise IngestError("empty file: no text to ingest")
     reader_name = "pypdf"
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except (DependencyError, NotImplementedError) as exc:
-                raise IngestError(f"encrypted PDF that cannot be opened here ({exc})") from exc
-            if not ok:
-                raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that")
-        pages = [RawPage(i + 1, with_rows(page.extract_text() or "", _layout(page))) for i, page in enumerate(reader.pages)]
-        info = reader.metadata or {}
+        with path.open("rb") as stream:  # read from the file as pages need it: a path would be read whole into memory
+            pages, info = _first_reader(PdfReader(stream, strict=False))
     except IngestError:
         raise
     except FileNotDecryptedError as exc:
@@ -66,6 +58,39 @@ def load_pdf(path: Path, page_marker: str = "none") -> Extracted:
 
 
 SECOND_READER = "pdfminer.six"
+
+
+def _first_reader(reader) -> tuple[list[RawPage], dict]:
+    """The pages and document info as pypdf reads them (an encrypted file opened if it has no password)."""
+    from pypdf.errors import DependencyError
+
+    if reader.is_encrypted:
+        try:
+            ok = reader.decrypt("")
+        except (DependencyError, NotImplementedError) as exc:
+            raise IngestError(f"encrypted PDF that cannot be opened here ({exc})") from exc
+        if not ok:
+            raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that")
+    info, pages = _info(reader), []
+    for i, page in enumerate(reader.pages):
+        pages.append(RawPage(i + 1, with_rows(page.extract_text() or "", _layout(page))))
+        # pypdf keeps every object it has read, pictures included: forgotten after each page, memory stays
+        # that of one page however large the file (they are read again from the file if needed).
+        reader.resolved_objects.clear()
+    return pages, info
+
+
+def _info(reader) -> dict[str, str]:
+    """The document info the knowledge base uses, as plain text (read now, while the file is open)."""
+    info: dict[str, str] = {}
+    try:
+        meta = reader.metadata or {}
+        for key in ("/Title", "/Author", "/CreationDate", "/ModDate"):
+            if key in meta:
+                info[key] = str(meta[key] or "")
+    except Exception:  # noqa: BLE001 - unreadable document info leaves the document undescribed, not unread
+        pass
+    return info
 
 
 def _layout(page) -> str:

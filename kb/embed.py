@@ -19,8 +19,10 @@ _lock = threading.Lock()
 
 
 def offline() -> None:
-    """Tell the Hugging Face libraries, before they are first imported, that nothing may reach a model hub."""
+    """Tell the Hugging Face libraries, before they are first imported, that nothing may reach a model hub
+    (and that loading a local model, a second's work, needs no progress bar of its own)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
