@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ingest.base import Extracted, IngestError
+from ingest.columns import in_reading_order
 from ingest.normalise import RawPage
 from ingest.tables import with_rows
 
@@ -73,7 +74,8 @@ def _first_reader(reader) -> tuple[list[RawPage], dict]:
             raise IngestError("encrypted PDF: it needs a password; save an unencrypted copy and ingest that")
     info, pages = _info(reader), []
     for i, page in enumerate(reader.pages):
-        pages.append(RawPage(i + 1, with_rows(page.extract_text() or "", _layout(page))))
+        layout = _layout(page)
+        pages.append(RawPage(i + 1, with_rows(in_reading_order(page.extract_text() or "", layout), layout)))
         # pypdf keeps every object it has read, pictures included: forgotten after each page, memory stays
         # that of one page however large the file (they are read again from the file if needed).
         reader.resolved_objects.clear()
@@ -94,7 +96,7 @@ def _info(reader) -> dict[str, str]:
 
 
 def _layout(page) -> str:
-    """The page as pypdf lays it out in columns of characters (where tables show), or '' if it cannot."""
+    """The page as pypdf lays it out in columns of characters (where tables and columns show), or '' if it cannot."""
     try:
         return page.extract_text(extraction_mode="layout") or ""
     except Exception:  # noqa: BLE001 - the layout only finds tables; the plain text is the page's text

@@ -284,3 +284,51 @@ def test_a_pdf_made_here_with_running_headers_footers_and_broken_words(new_kb, t
     answer = kb.ask("What were the pooled early help budgets used for?")
     (cited,) = {c.page for c in answer.citations if "libraries" in c.quote}
     assert cited == 3 and cited in page_of("Budgets for early help were pooled", load_pdf(tmp_path / "deal.pdf").pages)
+
+
+def write_two_columns(path: Path, columns: list[tuple[str, str]]) -> Path:
+    """A PDF whose pages hold two columns of prose drawn line by line across the page (left line, right
+    line, …), as some writers draw them, under a title as wide as the page."""
+    import textwrap
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for n, (left, right) in enumerate(columns, 1):
+        c.drawString(50, 810, f"Working together across the borough: a case study, part {n} of {len(columns)}")
+        lefts, rights = textwrap.wrap(left, 42), textwrap.wrap(right, 42)
+        for i in range(max(len(lefts), len(rights))):
+            if i < len(lefts):
+                c.drawString(50, 780 - 14 * i, lefts[i])
+            if i < len(rights):
+                c.drawString(310, 780 - 14 * i, rights[i])
+        c.showPage()
+    c.save()
+    return path
+
+
+def test_two_columns_drawn_line_by_line_are_read_column_by_column(new_kb, tmp_path):
+    left = ("The council asked its residents what mattered to them and changed how staff worked with families. "
+            "Early help teams were brought together in each district, and social workers joined them at the front "
+            "door of every children's centre in the borough.")
+    right = ("Funding came from a pooled budget held by the health board and the council together. It paid for the "
+             "new teams and for the training that every member of staff received in their first year.")
+    path = write_two_columns(tmp_path / "columns.pdf", [(left, right), (right.replace("first", "second"), left)])
+    from pypdf import PdfReader
+
+    assert "what\nFunding came" in PdfReader(path).pages[0].extract_text()  # how the page runs, line by line
+    kb = new_kb()
+    assert kb.ingest([path], progress=False).ok
+    text = kb.document("columns").text
+    assert "changed how staff worked with families. Early help teams were brought together" in text
+    assert text.index("front door of every children") < text.index("Funding came from a pooled budget")
+    answer = kb.ask("What did the pooled budget pay for?")
+    quotes = [c for c in answer.citations if "paid for the new teams" in c.quote]
+    assert quotes, answer.text
+    for c in answer.citations:
+        assert c.quote == text[c.start:c.end]
+        assert c.page in page_of(c.quote[:40], load_pdf(path).pages)
+    # Columns that already run one after the other are left as they read (a LaTeX paper of two columns).
+    paper, _ = read_document(REAL / "multicolumn.pdf")
+    assert "Nam dui ligula, fringilla a, euismod sodales, sollicitudin vel, wisi." in paper.text
