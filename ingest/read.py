@@ -127,6 +127,8 @@ def read_document(path: Path, doc_id: str | None = None, known_words: frozenset[
     if doc_id:
         meta.doc_id = doc_id
     pages = strip_furniture(extracted.pages)
+    if not any(p.text.strip() for p in pages):  # every line is on every page: that is the document, not its furniture
+        pages = extracted.pages
     norm = normalise(pages, marked_headings=extracted.marked_headings, known_words=known_words,
                      run_on=extracted.laid_out)
     if not norm.text.strip():

@@ -177,7 +177,9 @@ class Indexer:
         passages = chunk(doc, self.embedder.count_tokens, max_tokens=settings.max_tokens,
                          target_tokens=settings.target_tokens, overlap=settings.overlap_sentences)
         if not passages:
-            raise IngestError("no passages could be made from its text")
+            shown = "; ".join(dict.fromkeys(line.strip() for line in doc.text.splitlines() if line.strip()))
+            raise IngestError(f"too little text to search: only a heading or label (“{shown[:80]}”); "
+                              "if its pages are pictures, run OCR on it first")
         sentences = sentence_records(doc, passages)
         vectors, sentence_vectors = embed(self.embedder, doc, passages, sentences)
         passages_bar.update(len(passages))

@@ -125,6 +125,9 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     (folder / "garbage.pdf").write_bytes(b"\x00\x01\x02 not a pdf at all " * 50)
     write_pdf(folder / "two-pages.pdf", ["Integrated care in Torbay joined health and social care.",
                                          "Trust grew through shared budgets and shared risks."])
+    # One line on every page is the document itself, not a running header; a label alone is said to be so.
+    write_pdf(folder / "leaflet.pdf", ["Partners in Bradford signed one plan for the whole district."] * 4)
+    write_pdf(folder / "pictures.pdf", ["Background"] * 3 + [""] * 2)
     home = tmp_path / "kb"
     code = main(["--home", str(home), "ingest", str(folder), str(folder / "loop.txt"), str(folder / "folder.pdf"),
                  "--json", "--quiet"])
@@ -136,15 +139,17 @@ def test_one_bad_file_never_stops_the_batch(tmp_path, capsys):
     assert "needs a password" in failed["locked.pdf"]
     assert "not a readable PDF" in failed["garbage.pdf"]
     assert "symbolic link" in failed["loop.txt"]
+    assert failed["pictures.pdf"] == ("too little text to search: only a heading or label (“Background”); "
+                                     "if its pages are pictures, run OCR on it first")
     assert [Path(r["path"]).name for r in got["listed"]] == ["folder.pdf"]
     ingested = {Path(r["path"]).name for r in got["ingested"]}
-    assert {"good.md", "two-pages.pdf", "caf\ufffd notes.md"} <= ingested
+    assert {"good.md", "two-pages.pdf", "caf\ufffd notes.md", "leaflet.pdf"} <= ingested
     code = main(["--home", str(home), "ask", "Which city pooled budgets, Leeds?", "--json"])
     assert code == 0 and "Leeds" in capsys.readouterr().out
     # A re-run finishes nothing twice: the good files are unchanged, the bad ones named again.
     assert main(["--home", str(home), "ingest", str(folder), "--json", "--quiet"]) == 1
     again = json.loads(capsys.readouterr().out)
-    assert len(again["unchanged"]) == 3 and not again["ingested"]
+    assert len(again["unchanged"]) == 4 and not again["ingested"]
 
 
 FOOTNOTES = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
