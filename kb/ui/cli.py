@@ -222,7 +222,7 @@ def cmd_ingest(kb: KnowledgeBase, args) -> int:
     if kb.compile_encoder() and not args.json:
         print(f"compiled the embedding model into {kb.settings.encoder_dir} so that later commands start faster")
     if report.failed:
-        print(f"kb: {len(report.failed)} file(s) could not be ingested; the rest were.", file=sys.stderr)
+        print(views.failed_summary(report), file=sys.stderr)
         return 1
     return 0
 

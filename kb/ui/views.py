@@ -168,8 +168,14 @@ def report_lines(report: IngestReport) -> tuple[list[str], list[str]]:
     for r in report.failed:
         errors.append(f"FAILED    {r.path}: {r.reason}")
     if report.failed:
-        errors.append(f"kb: {len(report.failed)} file(s) could not be ingested; the rest were.")
+        errors.append(failed_summary(report))
     return info, errors
+
+
+def failed_summary(report: IngestReport) -> str:
+    """The last line ``kb ingest`` prints when some files could not be ingested."""
+    rest = "; the rest were" if len(report.results) > len(report.failed) else ""
+    return f"kb: {len(report.failed)} file(s) could not be ingested{rest}."
 
 
 def page_text(doc: Document, page: int | None, around: tuple[int, int] | None = None, window: int = 1500) -> str:
