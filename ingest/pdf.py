@@ -99,7 +99,7 @@ def _layout(page) -> str:
     """The page as pypdf lays it out in columns of characters (where tables and columns show), or '' if it cannot."""
     try:
         return page.extract_text(extraction_mode="layout") or ""
-    except Exception:  # noqa: BLE001 - the layout only finds tables; the plain text is the page's text
+    except Exception:  # noqa: BLE001 - the layout only finds tables and columns; the plain text is the page's text
         return ""
 
 
