@@ -337,3 +337,37 @@ def test_two_columns_drawn_line_by_line_are_read_column_by_column(new_kb, tmp_pa
     # Columns that already run one after the other are left as they read (a LaTeX paper of two columns).
     paper, _ = read_document(REAL / "multicolumn.pdf")
     assert "Nam dui ligula, fringilla a, euismod sodales, sollicitudin vel, wisi." in paper.text
+
+
+def test_files_that_vanish_or_change_during_the_run_are_named_and_the_rest_goes_on(new_kb, tmp_path, monkeypatch):
+    import kb.index
+
+    folder = tmp_path / "moving"
+    folder.mkdir()
+    for name, place in (("a.md", "Barnet"), ("b.md", "Bradford"), ("c.md", "Croydon"), ("d.md", "Dudley")):
+        (folder / name).write_text(f"# {place}\n\nPartners in {place} agreed one plan for the place.\n", encoding="utf-8")
+    real_read = kb.index.read_document
+
+    def read_while_someone_saves(path, *args, **kwargs):
+        """The reading of c.md overlaps a colleague saving a new version of it."""
+        got = real_read(path, *args, **kwargs)
+        if path.name == "c.md":
+            with path.open("a", encoding="utf-8") as f:
+                f.write("A later paragraph, saved while it was read.\n")
+        return got
+
+    def on_progress(name: str, n: int, total: int) -> None:
+        if name == "a.md":
+            (folder / "b.md").unlink()  # deleted by someone else after the batch was listed
+
+    monkeypatch.setattr(kb.index, "read_document", read_while_someone_saves)
+    base = new_kb()
+    report = base.ingest([folder], progress=False, on_progress=on_progress)
+    failed = {Path(r.path).name: r.reason for r in report.failed}
+    assert failed == {"b.md": "cannot read the file: No such file or directory",
+                      "c.md": "the file changed while it was being read: ingest it again once it is saved"}
+    assert sorted(base.docs.ids()) == ["a", "d"]
+    monkeypatch.setattr(kb.index, "read_document", real_read)
+    again = base.ingest([folder], progress=False)
+    assert again.ok and [Path(r.path).name for r in again.having("ingested")] == ["c.md"]
+    assert "saved while it was read" in base.document("c").text and base.check() == []
