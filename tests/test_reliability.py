@@ -335,3 +335,21 @@ def test_server_store_behaves_like_the_embedded_one(chroma_server, corpus_kb, tm
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=0.01)
         assert kb.ask(q).to_json()["citations"] == corpus_kb.ask(q).to_json()["citations"]
     assert kb.check() == []
+
+
+def test_a_small_admitted_set_is_scored_exactly_as_the_vector_index_would(corpus_kb):
+    """Within one document the passages and sentences are scored from their stored vectors; the order
+    and similarities are those of Chroma's own search over the same set."""
+    store = corpus_kb.store
+    ids = store.ids("vsc-synthesis-2013")
+    question = corpus_kb.embedder.encode(["How did leaders build trust between partners?"])[0]
+    exact = store.query(question, 10, ids=ids)
+    graph = store.collection.query(query_embeddings=[question], n_results=10, ids=ids, include=["distances"])
+    assert [p.chunk_id for p, _ in exact] == graph["ids"][0]
+    assert [round(s, 4) for _, s in exact] == [round(1 - d, 4) for d in graph["distances"][0]]
+    assert all(p.doc_id == "vsc-synthesis-2013" and p.text for p, _ in exact)
+    sentences = store.query_sentences(question, 20, chunk_ids=ids)
+    by_graph = store.sentences.query(query_embeddings=[question], n_results=20, where={"chunk_id": {"$in": ids}},
+                                     include=["metadatas", "distances"])
+    assert [(r.chunk_id, r.start) for r, _ in sentences] == [(m["chunk_id"], m["start"]) for m in by_graph["metadatas"][0]]
+    assert sentences[0][1] == pytest.approx(1 - by_graph["distances"][0][0], abs=1e-4)

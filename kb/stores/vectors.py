@@ -10,6 +10,11 @@ from kb.config import Settings
 from kb.records import Passage, SentenceRecord
 
 LIST_FIELDS = ("concepts", "places", "dimensions")
+# Up to this many admitted passages are scored exactly from their stored vectors: Chroma's graph search
+# with a small allowed set walks much of the graph (1.1 s for one document's 232 passages among a million,
+# against 3 ms to fetch and score them; benchmarks/servers.py), while for 4,640 admitted passages its
+# search (48 ms) beats fetching them (0.44 s).
+EXACT_MAX = 1000
 
 
 def connect(settings: Settings):
@@ -111,6 +116,10 @@ class PassageStore:
         if n <= 0 or chunk_ids == []:
             return []
         where = {"chunk_id": {"$in": chunk_ids}} if chunk_ids is not None else None
+        if chunk_ids is not None and len(chunk_ids) <= EXACT_MAX:
+            got = self.sentences.get(where=where, include=["metadatas", "embeddings"])
+            return [(_sentence(got["metadatas"][i]), sim) for i, sim in _nearest(embedding, got["embeddings"], n)
+                    if got["metadatas"][i]]
         # No count() first: it costs tens of ms at 100k, and Chroma returns what there is.
         got = self.sentences.query(query_embeddings=[embedding], n_results=n, where=where,
                                    include=["metadatas", "distances"])
@@ -144,6 +153,11 @@ class PassageStore:
         """Nearest passages with cosine similarity (1 - distance)."""
         if n <= 0 or ids == []:
             return []
+        if ids is not None and len(ids) <= EXACT_MAX and not where:
+            got = self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+            return [(from_record(got["ids"][i], got["documents"][i], got["metadatas"][i]), sim)
+                    for i, sim in _nearest(embedding, got["embeddings"], n)
+                    if got["documents"][i] is not None and got["metadatas"][i]]
         got = self.collection.query(
             query_embeddings=[embedding], n_results=n, where=where or None, ids=ids,
             include=["documents", "metadatas", "distances"],
@@ -157,6 +171,16 @@ class PassageStore:
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         got = self.collection.get(ids=ids, include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}
+
+
+def _nearest(embedding: np.ndarray, vectors, n: int) -> list[tuple[int, float]]:
+    """Indices of the ``n`` stored vectors most similar to ``embedding`` (cosine: both are normalised),
+    with their similarity, best first."""
+    if vectors is None or len(vectors) == 0:
+        return []
+    sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(embedding, dtype=np.float32)
+    order = np.argsort(-sims, kind="stable")[:n]
+    return [(int(i), float(sims[i])) for i in order]
 
 
 def _sentence(meta: dict) -> SentenceRecord:
