@@ -49,12 +49,6 @@ class Embedder:
         self.model_path, self.device = model_path, device
         self._model = None
         self._fast = load_compiled(compiled) if compiled else None
-        if self._fast is not None:
-            self.max_seq_length, self.dim = self._fast.max_seq_length, self._fast.dim
-        else:
-            self.max_seq_length = int(self.model.max_seq_length)
-            self.dim = int((getattr(self.model, "get_embedding_dimension", None)
-                            or self.model.get_sentence_embedding_dimension)())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.hits = self.misses = 0
@@ -62,6 +56,17 @@ class Embedder:
     @property
     def compiled(self) -> bool:
         return self._fast is not None
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._fast.max_seq_length if self._fast is not None else int(self.model.max_seq_length)
+
+    @property
+    def dim(self) -> int:
+        """The vectors' length (asking it of a model not yet loaded loads it: a run that reads no file never does)."""
+        if self._fast is not None:
+            return self._fast.dim
+        return int((getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)())
 
     @property
     def model(self):

@@ -219,7 +219,7 @@ def cmd_ingest(kb: KnowledgeBase, args) -> int:
         written = report.passages_written
         speed = f"; {written} passages written in {report.seconds:.1f} s ({report.passages_per_second:.1f}/s)" if written else ""
         print(f"{len(kb.docs.ids())} documents, {total} passages in {kb.settings.home}{speed}")
-    if kb.compile_encoder() and not args.json:
+    if report.having("ingested") and kb.compile_encoder() and not args.json:
         print(f"compiled the embedding model into {kb.settings.encoder_dir} so that later commands start faster")
     if report.failed:
         print(views.failed_summary(report), file=sys.stderr)

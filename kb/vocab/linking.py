@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -164,14 +165,21 @@ class Linker:
         self.places = LabelMatcher(ontology.in_scheme("places") + ontology.in_scheme("organisations"))
         self.dimension_labels = LabelMatcher(ontology.in_scheme("dimensions"))
         self.top_dimension = {}
-        texts, owners = [], []
+        self.facet_texts, owners = [], []
         for c in ontology.in_scheme("dimensions"):
             root = self._dimension_of(c.id)
             self.top_dimension[c.id] = root
-            texts.append(f"{c.label}. {c.definition}".strip())
+            self.facet_texts.append(f"{c.label}. {c.definition}".strip())
             owners.append(root)
         self.facet_dims = owners
-        self.facet_vectors = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
+
+    @cached_property
+    def facet_vectors(self) -> np.ndarray:
+        """The dimensions' and facets' own vectors, encoded when first needed (a run that links nothing
+        never loads the model for them)."""
+        if not self.facet_texts:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return self.embedder.encode(self.facet_texts)
 
     def _dimension_of(self, cid: str) -> str:
         chain = [cid, *self.ontology.broader_closure(cid)]
