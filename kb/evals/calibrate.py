@@ -15,12 +15,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from kb.config import PROJECT_ROOT, Settings
-from kb.evals.gold import load_gold
+from kb.config import Settings
+from kb.evals.gold import FITTED_ON, load_gold
 from kb.knowledge import KnowledgeBase
 from kb.search.tuning import TUNING
 
-SETS = ("gold", "heldout", "fresh", "fourth")
 ASK_K = 5
 
 
@@ -45,7 +44,7 @@ def best_similarities(kb: KnowledgeBase, path: Path) -> list[tuple[str, bool, fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kb.evals.calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sets", type=Path, nargs="*", default=[PROJECT_ROOT / "evals" / f"{s}.jsonl" for s in SETS])
+    parser.add_argument("sets", type=Path, nargs="*", default=list(FITTED_ON))
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kb.config import PROJECT_ROOT, Settings
-from kb.evals.gold import load_gold
+from kb.config import Settings
+from kb.evals.gold import FITTED_ON, load_gold
 from kb.evals.metrics import Span, judge
 from kb.knowledge import KnowledgeBase
 from kb.search.cross_encoder import MAX_LENGTH, WEIGHTS, WORD_EMBEDDINGS
@@ -111,11 +111,9 @@ def save(model, path: Path = WEIGHTS) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    evals = PROJECT_ROOT / "evals"
     parser = argparse.ArgumentParser(prog="python -m kb.evals.fit_cross_encoder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
-    parser.add_argument("--train", type=Path, nargs="+",
-                        default=[evals / f"{name}.jsonl" for name in ("gold", "heldout", "fresh", "fourth")])
+    parser.add_argument("--train", type=Path, nargs="+", default=list(FITTED_ON))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.config import PROJECT_ROOT, Settings
-from kb.evals.gold import load_gold
+from kb.evals.gold import FITTED_ON, load_gold
 from kb.evals.metrics import Span, judge
 from kb.knowledge import KnowledgeBase
 from kb.search.quotes import candidates as quotable
@@ -70,12 +70,10 @@ def top(examples: list[Example], score, n: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    evals = PROJECT_ROOT / "evals"
     parser = argparse.ArgumentParser(prog="python -m kb.evals.fit_sentences", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
-    parser.add_argument("--train", type=Path, nargs="+",
-                        default=[evals / f"{name}.jsonl" for name in ("gold", "heldout", "fresh", "fourth")])
-    parser.add_argument("--test", type=Path, nargs="*", default=[evals / "fifth.jsonl"])
+    parser.add_argument("--train", type=Path, nargs="+", default=list(FITTED_ON))
+    parser.add_argument("--test", type=Path, nargs="*", default=[PROJECT_ROOT / "evals" / "fifth.jsonl"])
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))
     sets = {p: examples(kb, p) for p in [*args.train, *args.test]}

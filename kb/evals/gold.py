@@ -11,9 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kb.config import PROJECT_ROOT
 from kb.evals.metrics import Span, collapsed_index, locate
 from kb.files import read_jsonl
 from kb.records import Document
+
+# The question sets the fitted models (sentence model, reader, decline threshold) learn from; the fifth is
+# kept from them, for measuring.
+FITTED_ON = tuple(PROJECT_ROOT / "evals" / f"{name}.jsonl" for name in ("gold", "heldout", "fresh", "fourth"))
 
 class GoldError(ValueError):
     """A gold file that cannot be used; the message names the file, the line and the problem."""
