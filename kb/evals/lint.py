@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from kb.search.quotes import COMMON_ACRONYMS, is_table, points_back, unbalanced
+from kb.search.quotes import COMMON_ACRONYMS, is_list, is_table, points_back, unbalanced
 
 LINTS = ("unbalanced", "opener", "heading", "list-fragment", "glued", "repeated", "cut", "acronym")
 
@@ -67,11 +67,12 @@ def lint_answer(answer: str, citations: Sequence, known_acronyms: Iterable[str] 
         follows = before is not None and before.doc_id == c.doc_id and 0 <= c.start - before.end <= 3
         if points_back(q) and not follows:
             defects.add("opener")
+        whole = is_list(c.quote)  # a list quoted whole with the line leading into it ends as its last entry does
         if list_fragment(q):
             defects.add("list-fragment")
-        elif heading_like(q):
+        elif heading_like(q) and not whole:
             defects.add("heading")
-        if cut(q) and not follows:
+        if cut(q) and not follows and not whole:
             defects.add("cut")
         if q in seen:
             defects.add("repeated")

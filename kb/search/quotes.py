@@ -93,6 +93,17 @@ def is_table(text: str) -> bool:
     return bool(lines) and all(" | " in line for line in lines)
 
 
+# A line that leads into a list, and the list's entries ("Chaired by:" then "- Martin Reeves, …").
+_LIST = re.compile(r"^[^\n]*:[ \t]*\n(?:[ \t]*\n)?((?:[ \t]*- [^\n]+(?:\n|$))+)", re.M)
+MAX_LIST_ENTRIES = 12
+
+
+def is_list(text: str) -> bool:
+    """A line leading into a list, then the list's entries: quoted whole, it reads as one statement."""
+    m = _LIST.match(text.strip())
+    return bool(m) and m.end() >= len(text.strip())
+
+
 def stands_alone(text: str) -> bool:
     """A sentence a reader takes as a statement: it ends as a sentence does, has at least six words and
     is mostly words; not a heading, label, list fragment, table row or a question the document asks."""
@@ -198,6 +209,13 @@ def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, i
     options = [(spans[a][0], spans[b][1]), (spans[a][0], spans[whole][1])]
     if not points_back(sentence(i)):
         options.append((spans[i][0], spans[i][1]))  # too long with its neighbours, and clear without them
+        start, end = spans[i][0], spans[i][1]  # a sentence of a quotation too long to quote whole, without its marks
+        while start < end and text[start] in "“\"‘'":
+            start += 1
+        while end > start and text[end - 1] in "”\"’'":
+            end -= 1
+        if (start, end) != spans[i][:2] and _END.search(text[start:end]):
+            options.append((start, end))
     for start, end in options:
         if len(text[start:end].split()) <= MAX_QUOTE_WORDS and not unbalanced(text[start:end]):
             return start, end
@@ -228,6 +246,32 @@ def candidates(hits: list[Hit]) -> list[Candidate]:
             if label:
                 whole = (label.end(), whole[1])
             out.append(Candidate(hit, whole[0], whole[1], text[whole[0]:whole[1]], (s, stored_end)))
+        for start, end in list_units(text, p.start, p.end, spans):
+            if (doc.meta.doc_id, start) not in seen:
+                seen.add((doc.meta.doc_id, start))
+                out.append(Candidate(hit, start, end, text[start:end], (start, end)))
+    return out
+
+
+def list_units(text: str, start: int, end: int, spans: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The lists within ``[start, end)`` quotable whole: the sentence leading into the list and its entries
+    ("Chaired by: - Martin Reeves, … - John Wilderspin, …"), short enough to read as one statement."""
+    out = []
+    for m in _LIST.finditer(text, start, end):
+        entries = [line for line in m.group(1).splitlines() if line.strip()]
+        colon = m.start(1) - 1
+        while text[colon] != ":":
+            colon -= 1
+        lead = max((s for s, e, _ in spans if m.start() <= s <= colon), default=m.start())
+        stop = m.end(1) - (1 if m.group(1).endswith("\n") else 0)
+        if re.match(r"\n[ \t]*- ", text[stop:stop + 8]):
+            continue  # the list runs on past the passage
+        quote = text[lead:stop]
+        if any(e.rstrip().endswith(":") for e in entries):
+            continue  # a list of lists
+        if 2 <= len(entries) <= MAX_LIST_ENTRIES and len(quote.split()) <= MAX_QUOTE_WORDS and not unbalanced(quote) \
+                and len(text[lead:colon].split()) >= 2 and not text[lead].islower():
+            out.append((lead, stop))
     return out
 
 
@@ -273,6 +317,9 @@ def readable(quote: str) -> str:
     marks, links or cross-references."""
     if is_table(quote):
         return "; ".join(" ".join(line.split()) for line in quote.splitlines() if line.strip())
+    if is_list(quote):
+        lead, *entries = [line.strip() for line in quote.splitlines() if line.strip()]
+        return readable(lead) + " " + "; ".join(readable(e[2:]) for e in entries)
     text = " ".join(quote.split())
     if text.startswith("- "):
         text = text[2:]

@@ -52,8 +52,8 @@ NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w’'-]*")
 # A sentence about the document itself rather than its subject: "In this section we review…".
 ABOUT_DOCUMENT = re.compile(r"^(?:In )?(?:this|the present|the following) (?:section|paper|chapter|report|summary|"
                             r"source paper|synthesis|study|review|document)\b|\bwe (?:describe|review|report|present|"
-                            r"discuss|outline|consider|summarise|set out)\b|\b(?:the following|the next|this|these) "
-                            r"(?:sections?|chapters?|pages?)\b|\b(?:shown|set out|described) (?:below|above|opposite)\b",
+                            r"discuss|outline|consider|summarise|set out)\b|\b(?:study|studies|research|review|paper) drew on\b|"
+                            r"\b(?:the following|the next|this|these) (?:sections?|chapters?|pages?)\b|\b(?:shown|set out|described) (?:below|above|opposite)\b",
                             re.I)
 
 

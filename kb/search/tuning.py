@@ -26,9 +26,9 @@ class Tuning:
     # Below this cosine similarity between the question and its best passage, no answer is given:
     # the highest that declines no answerable question of the four sets (`python -m kb.evals.calibrate`).
     answer_threshold: float = 0.252
-    # Answer quotes: at most this many, from this many top passages (6, 10 and 15 measured: evals/EXPERIMENTS.md).
+    # Answer quotes: at most this many, from this many top passages (6, 8, 10 and 15 measured: evals/EXPERIMENTS.md).
     max_sentences: int = 4
-    source_passages: int = 6
+    source_passages: int = 8
     mmr_lambda: float = 0.75
     # In MMR two sentences of one passage count as at least this alike, so that an answer draws on
     # a second passage when one is nearly as relevant.
