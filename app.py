@@ -381,7 +381,7 @@ def page_evidence() -> None:
     if not docs:
         st.info("No document matches these filters.")
         return
-    row_axis, col_axis = views.axis_source(rows, onto), views.axis_source(cols, onto)
+    row_axis, col_axis = views.axis_source(rows), views.axis_source(cols)
     cells = kb.evidence_cells(row_axis, col_axis, within)
     frame = views.evidence_table(cells, rows, cols, onto, docs, include_empty=False if hide else None)
     row_keys, col_keys = frame.attrs["row_keys"], frame.attrs["col_keys"]

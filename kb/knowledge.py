@@ -55,7 +55,7 @@ class KnowledgeBase:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.docs = DocStore(self.settings.docs_dir)
         self.manifest = Manifest(self.settings.catalogue_path, legacy=self.settings.legacy_manifest_path)
-        self.catalogue = Catalogue(self.settings.catalogue_path)
+        self.catalogue = Catalogue(self.settings.catalogue_path, regions=lambda: self.ontology.regions())
         self.keyword = KeywordIndex(self.settings.keyword_dir)
         self._warm_lock = threading.Lock()
         self._aggregates: tuple[int, dict] = (-1, {})
@@ -254,8 +254,7 @@ class KnowledgeBase:
 
     def evidence_cells(self, rows: Axis, cols: Axis, doc_ids: set[str] | None = None) -> Counter:
         """The evidence map: passages per (row key, column key), of ``doc_ids`` only when given."""
-        key = ("cells", rows[0], tuple(sorted((rows[1] or {}).items())), cols[0], tuple(sorted((cols[1] or {}).items())),
-               tuple(sorted(doc_ids)) if doc_ids is not None else None)
+        key = ("cells", rows, cols, tuple(sorted(doc_ids)) if doc_ids is not None else None)
         return self._aggregate(key, lambda: self.catalogue.cell_counts(rows, cols, doc_ids))
 
     def cell_passages(self, rows: Axis, row_key: str, cols: Axis, col_key: str,

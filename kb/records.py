@@ -250,9 +250,9 @@ class ConceptPage:
     places: list[tuple[str, str, int]]  # (place id, label, passages)
 
 
-# An axis of the evidence map: the passages' document ("doc_id") or their links of one scheme ("places"...),
-# optionally mapped to coarser keys (places to their regions); a passage counts once under each key it has.
-Axis = tuple[str, dict[str, str] | None]
+# An axis of the evidence map: the passages' document ("doc_id"), their links of one scheme ("concepts",
+# "places", "dimensions") or their places' regions ("regions"); a passage counts once under each key it has.
+Axis = str
 
 
 # -- search and answers -------------------------------------------------------------------------

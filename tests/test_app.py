@@ -177,7 +177,7 @@ def test_the_evidence_map_counts_match_the_graph(app, corpus_kb):
 def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
     """Facet × place: which places have evidence of humility, of ceding power, ... and where the gaps are."""
     onto, passages = corpus_kb.ontology, corpus_kb.all_passages()
-    cells = corpus_kb.evidence_cells(views.axis_source("facet", onto), views.axis_source("place", onto))
+    cells = corpus_kb.evidence_cells(views.axis_source("facet"), views.axis_source("place"))
     table = views.evidence_table(cells, "facet", "place", onto, corpus_kb.documents())
     facets = [c for c in onto.in_scheme("dimensions") if c.broader]
     assert sorted(table.index) == sorted(c.label for c in facets)
@@ -189,10 +189,10 @@ def test_the_evidence_map_has_a_row_for_every_facet(corpus_kb):
 
 def test_the_evidence_map_groups_places_by_region_and_draws_bubbles_for_evidence_only(corpus_kb):
     onto, passages = corpus_kb.ontology, corpus_kb.all_passages()
-    region = views.regions(onto)
+    region = onto.regions()
     assert (region["barnet"], region["bradford"], region["plymouth"], region["kent"]) == (
         "london", "yorkshire-and-the-humber", "south-west", "south-east")
-    by_region = views.axis_source("dimension", onto), views.axis_source("region", onto)
+    by_region = views.axis_source("dimension"), views.axis_source("region")
     table = views.evidence_table(corpus_kb.evidence_cells(*by_region), "dimension", "region", onto, corpus_kb.documents())
     assert {"London", "South West", "Yorkshire and the Humber"} <= set(table.columns)
     assert "Barnet" not in table.columns and len(table.columns) < 30

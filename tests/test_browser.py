@@ -320,7 +320,7 @@ def test_a_bubble_click_lists_its_passages_and_the_report_shows_tables(server, d
     # the smallest bubble that is not the cell already listed
     cell = min((c for c in cells if f"{c['row']} × {c['column']}" not in shown), key=lambda c: int(c["passages"]))
     onto = hostile_kb.ontology
-    region = views.regions(onto)
+    region = onto.regions()
     counted = Counter(key for p in hostile_kb.all_passages()
                       for key in {(d, region.get(pl, pl)) for d in p.dimensions for pl in p.places})
     frame = views.evidence_table(counted, "dimension", "region", onto, hostile_kb.documents())

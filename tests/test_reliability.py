@@ -53,6 +53,9 @@ def assert_consistent(home: Path) -> KnowledgeBase:
     assert set(ids) == kb.graph.passage_ids() == kb.manifest.chunk_ids() == kb.catalogue.chunk_ids()
     assert kb.keyword.document_counts() == {e.doc_id: len(e.chunk_ids) for e in kb.manifest.entries.values()}
     assert kb.catalogue.count() == len(ids) and kb.catalogue.link_counts() == kb.graph.link_counts()
+    every = {d.doc_id for d in kb.documents()}
+    for rows, cols in (("dimensions", "regions"), ("doc_id", "concepts")):  # the cells counted, as a query counts them
+        assert kb.catalogue.cell_counts(rows, cols) == kb.catalogue.cell_counts(rows, cols, every)
     return kb
 
 

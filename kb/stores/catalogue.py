@@ -1,7 +1,8 @@
 """The catalogue: every passage's text, place in its document and links, every document's summary and
 the words the collection holds, in SQLite under ``KB_HOME/catalogue.sqlite``. The passages linked to each
-concept, and the passages in all, are counted as documents come and go, so reading them costs the same
-however large the collection.
+concept, the passages in all and the evidence map's cells (passages per pair of keys: document, concept,
+place, region, dimension) are counted as documents come and go, so reading them costs the same however
+large the collection.
 
 Passages are read by id, selected by filters and counted by queries, so that no process holds the whole
 collection and no page walks it. A document is written or removed in one transaction; ``generation``
@@ -10,16 +11,19 @@ changes with every write, for readers that cache what they computed from the cat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kb.records import Axis, DocumentSummary, Passage
 from kb.stores.sqlite import Database
 
 LINKS = ("concepts", "places", "dimensions")
+# What the evidence map's axes count by: a passage's document, its links, and its places' regions.
+FIELDS = ("doc_id", *LINKS, "regions")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -37,6 +41,9 @@ CREATE INDEX IF NOT EXISTS links_by_row ON links(row, scheme);
 CREATE TABLE IF NOT EXISTS words (word TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS link_counts (concept TEXT PRIMARY KEY, passages INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (a_field TEXT NOT NULL, b_field TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL,
+    passages INTEGER NOT NULL, PRIMARY KEY (a_field, b_field, a, b)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS texts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _PASSAGE = "p.chunk_id, p.doc_id, p.text, p.start, p.stop, p.page, p.heading, p.idx, p.concepts, p.places, p.dimensions"
@@ -57,23 +64,45 @@ def _json(values: Iterable) -> str:
     return json.dumps(sorted(values))
 
 
-def _axis(axis: Axis, name: str) -> tuple[str, list]:
-    """A query of (row, key) pairs for one axis, and its parameters."""
-    field, mapping = axis
-    if field == "doc_id":
-        return f"{name} AS (SELECT row, doc_id AS key FROM passages)", []
-    if field not in LINKS:
-        raise ValueError(f"unknown axis {field!r}")
-    if mapping is None:
-        return f"{name} AS (SELECT row, concept AS key FROM links WHERE scheme = ?)", [field]
-    return (f"{name} AS (SELECT DISTINCT l.row, m.value AS key FROM links l JOIN json_each(?) m ON m.key = l.concept "
-            "WHERE l.scheme = ?)", [json.dumps(mapping), field])
+def cell_keys(p: Passage, regions: dict[str, str]) -> list[tuple[str, str]]:
+    """Every (field, key) a passage counts under on the evidence map."""
+    keys = [("doc_id", p.doc_id)] + [(name, k) for name in LINKS for k in sorted(set(getattr(p, name)))]
+    return keys + [("regions", r) for r in sorted({regions[k] for k in p.places if k in regions})]
+
+
+def cell_pairs(passages: Iterable[Passage], regions: dict[str, str]) -> Counter:
+    """Passages per (field, field, key, key): each passage once in every cell it falls in."""
+    counted: Counter = Counter()
+    for p in passages:
+        keys = cell_keys(p, regions)
+        counted.update((fa, fb, a, b) for fa, a in keys for fb, b in keys)
+    return counted
+
+
+def _field(axis: Axis, name: str, kept: bool) -> tuple[str, list]:
+    """A query of (row, key) pairs for one field of the evidence map (of the ``kept`` rows only), and its
+    parameters."""
+    only = " AND l.row IN (SELECT row FROM kept)" if kept else ""
+    if axis == "doc_id":
+        return f"{name} AS (SELECT row, doc_id AS key FROM passages l WHERE 1{only})", []
+    if axis == "regions":
+        return (f"{name} AS (SELECT DISTINCT l.row, m.value AS key FROM links l JOIN json_each("
+                f"(SELECT value FROM texts WHERE key = 'regions')) m ON m.key = l.concept WHERE l.scheme = 'places'{only})",
+                [])
+    if axis not in LINKS:
+        raise ValueError(f"unknown axis {axis!r}")
+    return f"{name} AS (SELECT row, concept AS key FROM links l WHERE scheme = ?{only})", [axis]
 
 
 class Catalogue:
-    def __init__(self, path: Path) -> None:
+    """``regions`` gives the places' regions (place id → region id) when the evidence map's cells are counted;
+    it is asked for only then, so that a process that only reads passages never loads the ontology."""
+
+    def __init__(self, path: Path, regions: Callable[[], dict[str, str]] = dict) -> None:
         self.db = Database(path, SCHEMA)
+        self._regions = regions
         self._counted = False
+        self._cells: dict[str, str] | None = None
 
     def _ensure_counted(self) -> None:
         """Counts for a catalogue written before they were kept: made once from its passages."""
@@ -87,12 +116,33 @@ class Catalogue:
                 c.execute("INSERT INTO link_counts SELECT concept, COUNT(*) FROM links GROUP BY concept")
                 c.execute("INSERT INTO state SELECT 'passages', COUNT(*) FROM passages")
 
+    def _ensure_cells(self) -> dict[str, str]:
+        """The regions the cells are counted with; the cells counted again from every passage when they were
+        counted with other regions (the vocabulary changed) or never (a catalogue of an earlier version)."""
+        if self._cells is not None:
+            return self._cells
+        regions = dict(self._regions())
+        wanted = json.dumps(regions, sort_keys=True)
+        digest = hashlib.sha256(wanted.encode()).hexdigest()
+        if self.db.conn.execute("SELECT 1 FROM texts WHERE key = 'cells' AND value = ?", (digest,)).fetchone() is None:
+            with self.db.write() as c:
+                if c.execute("SELECT 1 FROM texts WHERE key = 'cells' AND value = ?", (digest,)).fetchone() is None:
+                    c.execute("DELETE FROM cells")
+                    doc_ids = [r[0] for r in c.execute("SELECT doc_id FROM documents")]
+                    for doc_id in doc_ids:
+                        self._count_cells(c, self._document_passages(c, doc_id), +1, regions)
+                    c.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?)", [("cells", digest), ("regions", wanted)])
+                    self._bump(c)
+        self._cells = regions
+        return regions
+
     # -- writing ----------------------------------------------------------------------------
     def put_document(self, summary: DocumentSummary, sha256: str, passages: list[Passage]) -> None:
         """Store a document's summary and passages, replacing what an earlier version left, in one transaction."""
         self._ensure_counted()
+        regions = self._ensure_cells()
         with self.db.write() as c:
-            self._delete(c, summary.doc_id)
+            self._delete(c, summary.doc_id, regions)
             c.execute("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                       (summary.doc_id, summary.title, json.dumps(summary.authors), summary.year, summary.type,
                        summary.path, summary.pages, len(passages), summary.publisher, summary.url, sha256))
@@ -106,23 +156,26 @@ class Catalogue:
             c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
                           [(w,) for w in words_of(summary.title, passages)])
             self._count(c, passages, +1)
+            self._count_cells(c, passages, +1, regions)
             self._bump(c)
 
     def remove_document(self, doc_id: str) -> None:
         self._ensure_counted()
+        regions = self._ensure_cells()
         with self.db.write() as c:
-            self._delete(c, doc_id)
+            self._delete(c, doc_id, regions)
             self._bump(c)
 
-    def _delete(self, c, doc_id: str) -> None:
+    def _delete(self, c, doc_id: str, regions: dict[str, str]) -> None:
         got = c.execute("SELECT title FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        old = [_passage(r) for r in c.execute(f"SELECT {_PASSAGE} FROM passages p WHERE doc_id = ?", (doc_id,))]
+        old = self._document_passages(c, doc_id)
         if got is None and not old:
             return
         c.executemany("UPDATE words SET documents = documents - 1 WHERE word = ?",
                       [(w,) for w in words_of(got[0] if got else "", old)])
         c.execute("DELETE FROM words WHERE documents <= 0")
         self._count(c, old, -1)
+        self._count_cells(c, old, -1, regions)
         c.execute("DELETE FROM links WHERE row IN (SELECT row FROM passages WHERE doc_id = ?)", (doc_id,))
         c.execute("DELETE FROM passages WHERE doc_id = ?", (doc_id,))
         c.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
@@ -136,6 +189,19 @@ class Catalogue:
         c.execute("DELETE FROM link_counts WHERE passages <= 0")
         c.execute("INSERT INTO state VALUES ('passages', ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
                   (sign * len(passages), sign * len(passages)))
+
+    @staticmethod
+    def _count_cells(c, passages: list[Passage], sign: int, regions: dict[str, str]) -> None:
+        """Add (or take away) a document's passages to the evidence map's cells."""
+        c.executemany("INSERT INTO cells VALUES (?, ?, ?, ?, ?) ON CONFLICT(a_field, b_field, a, b) "
+                      "DO UPDATE SET passages = passages + ?",
+                      [(*key, sign * n, sign * n) for key, n in cell_pairs(passages, regions).items()])
+        if sign < 0:
+            c.execute("DELETE FROM cells WHERE passages <= 0")
+
+    @staticmethod
+    def _document_passages(c, doc_id: str) -> list[Passage]:
+        return [_passage(r) for r in c.execute(f"SELECT {_PASSAGE} FROM passages p WHERE doc_id = ?", (doc_id,))]
 
     @staticmethod
     def _bump(c) -> None:
@@ -241,32 +307,34 @@ class Catalogue:
 
     # -- the evidence map -------------------------------------------------------------------
     def cell_counts(self, rows: Axis, cols: Axis, doc_ids: Iterable[str] | None = None) -> Counter:
-        """Passages per (row key, column key) of two axes, only those of ``doc_ids`` when given."""
-        query, params = self._cells(rows, cols, doc_ids)
-        counted = (f"{query} SELECT a.key, b.key, COUNT(DISTINCT a.row) FROM a JOIN b ON a.row = b.row"
-                   f"{self._within(doc_ids)} GROUP BY a.key, b.key")
+        """Passages per (row key, column key) of two axes: as counted (the whole collection), or by a query
+        over the passages of ``doc_ids`` when given."""
+        self._ensure_cells()
+        if doc_ids is None:
+            return Counter({(a, b): n for a, b, n in self.db.conn.execute(
+                "SELECT a, b, passages FROM cells WHERE a_field = ? AND b_field = ?", (rows, cols))})
+        query, params = self._cells_query(rows, cols, doc_ids)
+        counted = f"{query} SELECT a.key, b.key, COUNT(DISTINCT a.row) FROM a JOIN b ON a.row = b.row GROUP BY a.key, b.key"
         return Counter({(r, c): n for r, c, n in self.db.conn.execute(counted, params)})
 
     def cell_passages(self, rows: Axis, row_key: str, cols: Axis, col_key: str,
                       doc_ids: Iterable[str] | None = None) -> list[Passage]:
         """The passages behind one cell, in document order."""
-        query, params = self._cells(rows, cols, doc_ids)
-        found = (f"{query} SELECT DISTINCT a.row FROM a JOIN b ON a.row = b.row{self._within(doc_ids)} "
-                 "AND a.key = ? AND b.key = ?")
+        self._ensure_cells()
+        query, params = self._cells_query(rows, cols, doc_ids)
+        found = f"{query} SELECT DISTINCT a.row FROM a JOIN b ON a.row = b.row WHERE a.key = ? AND b.key = ?"
         return [_passage(r) for r in self.db.conn.execute(
             f"SELECT {_PASSAGE} FROM passages p WHERE p.row IN ({found}) ORDER BY p.doc_id, p.start",
             params + [row_key, col_key])]
 
     @staticmethod
-    def _cells(rows: Axis, cols: Axis, doc_ids: Iterable[str] | None) -> tuple[str, list]:
-        a, pa = _axis(rows, "a")
-        b, pb = _axis(cols, "b")
-        parts, params = [a, b], pa + pb
+    def _cells_query(rows: Axis, cols: Axis, doc_ids: Iterable[str] | None) -> tuple[str, list]:
+        parts, params = [], []
         if doc_ids is not None:
             parts.append("kept AS (SELECT row FROM passages WHERE doc_id IN (SELECT value FROM json_each(?)))")
             params.append(_json(doc_ids))
+        for axis, name in ((rows, "a"), (cols, "b")):
+            query, more = _field(axis, name, doc_ids is not None)
+            parts.append(query)
+            params += more
         return "WITH " + ", ".join(parts), params
-
-    @staticmethod
-    def _within(doc_ids: Iterable[str] | None) -> str:
-        return " WHERE a.row IN (SELECT row FROM kept)" if doc_ids is not None else " WHERE 1"

@@ -17,7 +17,7 @@ import pandas as pd
 from kb.records import Answer, Axis, Citation, Document, DocumentSummary, Initiative, IngestReport, Passage
 from kb.vocab.ontology import Ontology
 
-AXES = {"dimension": "dimensions", "facet": "dimensions", "region": "places", "place": "places", "concept": "concepts",
+AXES = {"dimension": "dimensions", "facet": "dimensions", "region": "regions", "place": "places", "concept": "concepts",
         "document": "doc_id"}
 AXIS_LABELS = {"dimension": "Dimension", "facet": "Facet of a dimension", "region": "Region (places grouped)",
                "place": "Place", "concept": "Concept", "document": "Document"}
@@ -249,23 +249,12 @@ def initiatives_for(ontology: Ontology, place_id: str) -> list[Initiative]:
 
 
 # -- the evidence map ------------------------------------------------------------------------------
-def regions(ontology: Ontology) -> dict[str, str]:
-    """Each place's group on the map: the place two steps below its country that holds it (London for
-    Barnet, Yorkshire and the Humber for Bradford, Plymouth for itself), or the place itself when it
-    lies higher (England, Denmark, New York)."""
-    out = {}
-    for c in ontology.in_scheme("places"):
-        line = [c.id, *ontology.broader_closure(c.id)]  # the place, then what holds it, up to its country
-        out[c.id] = line[-3] if len(line) >= 3 else c.id
-    return out
-
-
-def axis_source(axis: str, ontology: Ontology) -> Axis:
-    """Where an axis's keys come from in the catalogue: the passage's document, or its links of one
-    scheme (places grouped into regions for the region axis)."""
+def axis_source(axis: str) -> Axis:
+    """What an axis counts by in the catalogue: the passage's document, its links of one scheme, or its
+    places' regions."""
     if axis not in AXES:
         raise ValueError(f"axes are {', '.join(AXES)}")
-    return (AXES[axis], regions(ontology) if axis == "region" else None)
+    return AXES[axis]
 
 
 def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]) -> list[tuple[str, str]]:
@@ -277,7 +266,7 @@ def axis_entries(axis: str, ontology: Ontology, documents: list[DocumentSummary]
     if axis == "facet":  # grouped under their dimensions, in the order of the Browse tree
         return [(r["id"], r["label"]) for r in scheme_tree(ontology, "dimensions") if r["depth"] > 0]
     if axis == "region":  # by country, then region
-        used = set(regions(ontology).values())
+        used = set(ontology.regions().values())
         return [(r["id"], r["label"]) for r in scheme_tree(ontology, "places") if r["id"] in used]
     return [(c.id, c.label) for c in ontology.in_scheme(AXES[axis])]
 

@@ -135,5 +135,15 @@ class Ontology:
                 stack.extend(self.concepts[cid].broader)
         return seen
 
+    def regions(self) -> dict[str, str]:
+        """Each place's region on the evidence map: the place two steps below its country that holds it
+        (London for Barnet, Yorkshire and the Humber for Bradford, Plymouth for itself), or the place itself
+        when it lies higher (England, Denmark, New York)."""
+        out = {}
+        for c in self.in_scheme("places"):
+            line = [c.id, *self.broader_closure(c.id)]  # the place, then what holds it, up to its country
+            out[c.id] = line[-3] if len(line) >= 3 else c.id
+        return out
+
     def roots(self, scheme: str) -> list[Concept]:
         return [c for c in self.in_scheme(scheme) if not any(b in self.concepts for b in c.broader)]
