@@ -1,4 +1,4 @@
-"""Calibrate the similarity below which ``kb ask`` declines, on the four question sets.
+"""Calibrate the similarity below which ``kb ask`` declines, on the question sets the models are fitted on.
 
     python -m kb.evals.calibrate [--home KB_HOME] [SET.jsonl ...]
 

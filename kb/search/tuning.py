@@ -24,7 +24,7 @@ class Tuning:
     # A concept or place linked to more than this share of passages is too common to steer a search.
     common_share: float = 0.05
     # Below this cosine similarity between the question and its best passage, no answer is given:
-    # the highest that declines no answerable question of the four sets (`python -m kb.evals.calibrate`).
+    # the highest that declines no answerable question of the fitted sets (`python -m kb.evals.calibrate`).
     answer_threshold: float = 0.252
     # Answer quotes: at most this many, from this many top passages (6, 8, 10 and 15 measured: evals/EXPERIMENTS.md).
     max_sentences: int = 4

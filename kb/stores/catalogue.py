@@ -49,9 +49,14 @@ CREATE TABLE IF NOT EXISTS texts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _PASSAGE = "p.chunk_id, p.doc_id, p.text, p.start, p.stop, p.page, p.heading, p.idx, p.concepts, p.places, p.dimensions"
 _WORD = re.compile(r"[a-z0-9]+")
 
+# What the words table holds, so that a catalogue counted otherwise is counted again.
+WORDS_FROM = "title, passages and their headings"
+
+
 def words_of(title: str, passages: Iterable[Passage]) -> set[str]:
-    """Every lower-cased word and number of a document's title and passages."""
-    return set(_WORD.findall(" ".join([title, *(p.text for p in passages)]).lower()))
+    """Every lower-cased word and number of a document's title, passages and their headings (a name may
+    stand alone on a line read as a heading: "Mark Rogers" under a foreword)."""
+    return set(_WORD.findall(" ".join([title, *(f"{p.heading} {p.text}" for p in passages)]).lower()))
 
 
 def _passage(row: tuple) -> Passage:
@@ -101,7 +106,7 @@ class Catalogue:
     def __init__(self, path: Path, regions: Callable[[], dict[str, str]] = dict) -> None:
         self.db = Database(path, SCHEMA)
         self._regions = regions
-        self._counted = False
+        self._counted = self._words = False
         self._cells: dict[str, str] | None = None
 
     def _ensure_counted(self) -> None:
@@ -119,27 +124,48 @@ class Catalogue:
     def _ensure_cells(self) -> dict[str, str]:
         """The regions the cells are counted with; the cells counted again from every passage when they were
         counted with other regions (the vocabulary changed) or never (a catalogue of an earlier version)."""
-        if self._cells is not None:
-            return self._cells
-        regions = dict(self._regions())
-        wanted = json.dumps(regions, sort_keys=True)
-        digest = hashlib.sha256(wanted.encode()).hexdigest()
-        if self.db.conn.execute("SELECT 1 FROM texts WHERE key = 'cells' AND value = ?", (digest,)).fetchone() is None:
+        if self._cells is None:
+            regions = dict(self._regions())
+            wanted = json.dumps(regions, sort_keys=True)
+
+            def recount(c) -> None:
+                c.execute("DELETE FROM cells")
+                for doc_id, _ in self._documents(c):
+                    self._count_cells(c, self._document_passages(c, doc_id), +1, regions)
+                c.execute("INSERT OR REPLACE INTO texts VALUES ('regions', ?)", (wanted,))
+
+            self._kept_as("cells", hashlib.sha256(wanted.encode()).hexdigest(), recount)
+            self._cells = regions
+        return self._cells
+
+    def _ensure_words(self) -> None:
+        """The words of every document, counted again when they were counted from other parts of it."""
+        def recount(c) -> None:
+            c.execute("DELETE FROM words")
+            for doc_id, title in self._documents(c):
+                c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
+                              [(w,) for w in words_of(title, self._document_passages(c, doc_id))])
+
+        if not self._words:
+            self._kept_as("words", WORDS_FROM, recount)
+            self._words = True
+
+    def _kept_as(self, key: str, value: str, recount: Callable) -> None:
+        """Run ``recount`` (in one transaction, once whichever process comes first) unless what ``key`` was
+        last counted as is ``value``."""
+        held = "SELECT 1 FROM texts WHERE key = ? AND value = ?"
+        if self.db.conn.execute(held, (key, value)).fetchone() is None:
             with self.db.write() as c:
-                if c.execute("SELECT 1 FROM texts WHERE key = 'cells' AND value = ?", (digest,)).fetchone() is None:
-                    c.execute("DELETE FROM cells")
-                    doc_ids = [r[0] for r in c.execute("SELECT doc_id FROM documents")]
-                    for doc_id in doc_ids:
-                        self._count_cells(c, self._document_passages(c, doc_id), +1, regions)
-                    c.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?)", [("cells", digest), ("regions", wanted)])
+                if c.execute(held, (key, value)).fetchone() is None:
+                    recount(c)
+                    c.execute("INSERT OR REPLACE INTO texts VALUES (?, ?)", (key, value))
                     self._bump(c)
-        self._cells = regions
-        return regions
 
     # -- writing ----------------------------------------------------------------------------
     def put_document(self, summary: DocumentSummary, sha256: str, passages: list[Passage]) -> None:
         """Store a document's summary and passages, replacing what an earlier version left, in one transaction."""
         self._ensure_counted()
+        self._ensure_words()
         regions = self._ensure_cells()
         with self.db.write() as c:
             self._delete(c, summary.doc_id, regions)
@@ -161,6 +187,7 @@ class Catalogue:
 
     def remove_document(self, doc_id: str) -> None:
         self._ensure_counted()
+        self._ensure_words()
         regions = self._ensure_cells()
         with self.db.write() as c:
             self._delete(c, doc_id, regions)
@@ -198,6 +225,10 @@ class Catalogue:
                       [(*key, sign * n, sign * n) for key, n in cell_pairs(passages, regions).items()])
         if sign < 0:
             c.execute("DELETE FROM cells WHERE passages <= 0")
+
+    @staticmethod
+    def _documents(c) -> list[tuple[str, str]]:
+        return list(c.execute("SELECT doc_id, title FROM documents"))
 
     @staticmethod
     def _document_passages(c, doc_id: str) -> list[Passage]:
@@ -301,7 +332,8 @@ class Catalogue:
             "SELECT p.doc_id, COUNT(*) FROM links l JOIN passages p ON p.row = l.row GROUP BY p.doc_id"))
 
     def known(self, words: Iterable[str]) -> set[str]:
-        """Those of ``words`` (lower case) that some document's title or passage holds."""
+        """Those of ``words`` (lower case) that some document's title, passage or heading holds."""
+        self._ensure_words()
         return {r[0] for r in self.db.conn.execute(
             "SELECT word FROM words WHERE word IN (SELECT value FROM json_each(?))", (_json(words),))}
 
