@@ -312,13 +312,16 @@ def render(results: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     last = sizes[-1]
     lines += ["", "Reading it: search and ask include encoding the question (with the real model about 10 ms more); "
-              "`ask` reads every candidate sentence with the cross-encoder. The SPARQL `GROUP BY`, the link counts and "
-              "the evidence map as queries read every link, so they grow with the collection; the pages read them "
-              "once per change of the documents (the rows \"as pages read it\"), and the catalogue now keeps link "
-              "counts as documents come and go (\"The stores at a million passages\" below). \"app: first render\" "
+              "`ask` reads every candidate sentence with the cross-encoder. Link counts and the evidence map's cells "
+              "are counted by the catalogue as documents come and go, so reading them costs the same at every size; "
+              "\"evidence map (counted)\" also lists the documents (as `kb docs` does), which grows with their number, "
+              "and the pages keep that list until a document changes (the rows \"as pages read it\"). A map filtered "
+              "to some documents queries their links only. A SPARQL `GROUP BY` over the whole graph reads every link "
+              "and grows with the collection; no page runs one. \"app: first render\" "
               "is a new app process's first page, its imports included; the app's own start-up does it before the "
-              "first user arrives. Memory is the measuring process's, Chroma's vector indexes for "
-              f"{last['measure']['passages']:,} passages and their sentences included.",
+              "first user arrives. Memory (MB of 2^20 bytes) is the measuring process's, Chroma's vector indexes for "
+              f"{last['measure']['passages']:,} passages and their sentences included."
+              + (f" Note: {results['remeasured']}." if results.get("remeasured") else ""),
               "", f"Disk at {last['measure']['passages']:,} passages by store (MB): "
               + ", ".join(f"{k} {v}" for k, v in last["disk_mb"].items() if k not in ("encoder",)) + ".",
               f"The real model embeds {results['real_model_passages_per_s']} passages a second here, so "

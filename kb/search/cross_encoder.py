@@ -34,6 +34,7 @@ class CrossEncoder:
 
     def __init__(self, weights: Path = WEIGHTS, base: Path | None = None) -> None:
         import torch
+        from safetensors import safe_open
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
 
@@ -43,9 +44,9 @@ class CrossEncoder:
             base = Path(get_model_path())
         config = json.loads((base / "config.json").read_text())
         self.heads, self.eps = int(config["num_attention_heads"]), float(config["layer_norm_eps"])
-        packaged = load_file(str(base / "model.safetensors"))
         state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        state[WORD_EMBEDDINGS] = next(v for k, v in packaged.items() if k.endswith(WORD_EMBEDDINGS)).float()
+        with safe_open(str(base / "model.safetensors"), "pt") as packaged:  # only the word embeddings are read
+            state[WORD_EMBEDDINGS] = packaged.get_tensor(next(k for k in packaged.keys() if k.endswith(WORD_EMBEDDINGS))).float()
         self.w = state
         self.layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layer."))
         self.tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
