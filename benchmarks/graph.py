@@ -172,8 +172,9 @@ def render(results: dict) -> str:
     top = rows[-1]
     lines += ["", f"At {top['passages']:,} passages a SPARQL count takes {top['queries_ms']['SPARQL count'][0]:.0f} ms "
               f"(goal ≤ 200) and adding one document {top['changes_ms']['add one document']:.0f} ms besides its "
-              "embedding (goal ≤ 10 s). Queries that read every link (the GROUP BY of the evidence map, link counts) "
-              "grow with the collection; the pages read link counts cached until a document changes."]
+              "embedding (goal ≤ 10 s). Queries that read every link (a GROUP BY of dimensions by places, link counts as a GROUP BY) "
+              "grow with the collection; the catalogue now counts link counts and the evidence map's cells as "
+              "documents come and go."]
     return "\n".join(lines) + "\n"
 
 

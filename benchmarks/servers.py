@@ -42,7 +42,7 @@ SECTION = "## A million passages on the servers"
 BIN = Path(sys.executable).parent
 QUERIES = {
     "SPARQL count": "SELECT (COUNT(?p) AS ?n) WHERE { ?p a slo:Passage }",
-    "SPARQL GROUP BY (evidence map)": "SELECT ?d ?pl (COUNT(DISTINCT ?p) AS ?n) WHERE { ?p slo:evidencesDimension ?d ; "
+    "SPARQL GROUP BY (dimensions by places)": "SELECT ?d ?pl (COUNT(DISTINCT ?p) AS ?n) WHERE { ?p slo:evidencesDimension ?d ; "
                                       "slo:aboutPlace ?pl . } GROUP BY ?d ?pl",
 }
 ONE_PASSAGE = "SELECT ?c WHERE { ?p dcterms:identifier ?id ; slo:mentionsConcept ?c }"
@@ -186,11 +186,13 @@ def render(results: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workdir", type=Path, required=True, help="the folder benchmarks/stores.py worked in")
+    ap.add_argument("--workdir", type=Path, help="the folder benchmarks/stores.py worked in")
     ap.add_argument("--passages", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
+    if not args.report_only and args.workdir is None:
+        ap.error("--workdir is required (the folder benchmarks/stores.py worked in)")
     if not args.report_only:
         results = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         results["graph"] = graph_on_server(args.workdir, args.repeats)
