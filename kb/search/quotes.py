@@ -3,9 +3,11 @@
 A quote is always ``text[start:end]`` of a document's canonical text. It is built around one sentence
 (its *core*, which is what is scored against the question): a sentence opening with a pointer to the
 one before ("This…", "Such…") brings that sentence, a quotation runs from its opening mark to its
-closing one, and a "But…" that follows stays with its sentence. Headings, labels, list fragments,
-table rows and the document's own questions are never quoted. What the reader sees leaves out
-footnote marks, links and cross-references glued into the quote, and spells out its acronyms.
+closing one (a sentence of a quotation too long for that is quoted without its marks), and a "But…" that
+follows stays with its sentence. A short list is quoted whole with the line leading into it. Headings,
+labels, list fragments, table rows and the document's own questions are never quoted alone. What the
+reader sees leaves out footnote marks, links and cross-references glued into the quote, and spells out
+its acronyms.
 """
 
 from __future__ import annotations
@@ -259,9 +261,7 @@ def list_units(text: str, start: int, end: int, spans: list[tuple[int, int, int]
     out = []
     for m in _LIST.finditer(text, start, end):
         entries = [line for line in m.group(1).splitlines() if line.strip()]
-        colon = m.start(1) - 1
-        while text[colon] != ":":
-            colon -= 1
+        colon = text.rfind(":", m.start(), m.start(1))
         lead = max((s for s, e, _ in spans if m.start() <= s <= colon), default=m.start())
         stop = m.end(1) - (1 if m.group(1).endswith("\n") else 0)
         if re.match(r"\n[ \t]*- ", text[stop:stop + 8]):
