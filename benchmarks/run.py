@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -375,11 +376,6 @@ def machine() -> dict:
             "versions": {n: version(n) for n in ("chromadb", "sentence-transformers", "torch", "llama-index-core", "bm25s")}}
 
 
-KEPT = ("## The graph store (Oxigraph) as the collection grows", "## A collection that grows",
-        "## The stores at a million passages",
-        "## One large file")
-
-
 def write_section(head: str, section: str) -> None:
     """Put ``section`` (which starts with ``head``) into evals/BENCHMARKS.md in place of the section of that
     heading, or at its end: each benchmark script keeps its own section there."""
@@ -394,17 +390,14 @@ def write_section(head: str, section: str) -> None:
     report.write_text(text, encoding="utf-8")
 
 
-def kept_sections() -> str:
-    """The sections other scripts write (``benchmarks/graph.py``, ``benchmarks/scale.py``): kept when this
-    report is rewritten."""
+def kept_sections(own: str) -> str:
+    """Every section of the report that ``own`` (this script's part) does not hold: the other scripts
+    write theirs with :func:`write_section`, and they are kept when this report is rewritten."""
     text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
-    out = ""
-    for head in KEPT:
-        if head in text:
-            start = text.index(head)
-            end = text.find("\n## ", start + len(head))
-            out += "\n" + text[start:end if end != -1 else len(text)].rstrip("\n") + "\n"
-    return out
+    mine = set(re.findall(r"^## .*$", own, re.M))
+    starts = [m.start() for m in re.finditer(r"^## ", text, re.M)] + [len(text)]
+    return "".join("\n" + text[a:b].rstrip("\n") + "\n" for a, b in zip(starts, starts[1:])
+                   if text[a:text.find("\n", a)] not in mine)
 
 
 def render(results: dict) -> str:
@@ -564,7 +557,8 @@ def main(argv=None) -> int:
             results[key] = previous[key]
     if not args.no_report:
         RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        REPORT.write_text(render(results) + kept_sections(), encoding="utf-8")
+        own = render(results)
+        REPORT.write_text(own + kept_sections(own), encoding="utf-8")
         say(f"\nwrote {RESULTS.relative_to(ROOT)} and {REPORT.relative_to(ROOT)}")
     return 0
 

@@ -58,7 +58,7 @@ def test_cells_are_counted_again_when_the_regions_change(tmp_path):
 
 def test_the_words_held_include_headings_and_are_counted_again_in_an_older_catalogue(tmp_path):
     path = tmp_path / "catalogue.sqlite"
-    catalogue = Catalogue(path)
+    catalogue = Catalogue(path, regions=lambda: REGIONS)
     signed = passage("a", 0, [])
     signed.heading = "Mark Rogers"  # a name on a line of its own, read as the heading of what follows
     put(catalogue, "a", [signed])
@@ -66,4 +66,4 @@ def test_the_words_held_include_headings_and_are_counted_again_in_an_older_catal
     with catalogue.db.write() as c:  # as a catalogue that counted only titles and passages left it
         c.execute("DELETE FROM texts WHERE key = 'words'")
         c.execute("DELETE FROM words WHERE word = 'rogers'")
-    assert Catalogue(path).known({"rogers"}) == {"rogers"}
+    assert Catalogue(path, regions=lambda: REGIONS).known({"rogers"}) == {"rogers"}

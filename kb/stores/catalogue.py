@@ -103,7 +103,7 @@ class Catalogue:
     """``regions`` gives the places' regions (place id → region id) when the evidence map's cells are counted;
     it is asked for only then, so that a process that only reads passages never loads the ontology."""
 
-    def __init__(self, path: Path, regions: Callable[[], dict[str, str]] = dict) -> None:
+    def __init__(self, path: Path, regions: Callable[[], dict[str, str]]) -> None:
         self.db = Database(path, SCHEMA)
         self._regions = regions
         self._counted = self._words = False
