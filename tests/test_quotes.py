@@ -40,6 +40,58 @@ def test_a_pointer_after_a_heading_is_not_quoted_but_a_connective_is():
                                "So, for example, the council ran the pooled fund for all partners."}
 
 
+def test_a_chain_of_pointers_brings_every_sentence_it_leans_on():
+    text = ("Barnet’s council and police met monthly for a year. From this group a new sub-group was formed and new "
+            "champions of the work were created. At one of these meetings the director arranged for families to "
+            "attend the group.")
+    assert quotes_of(text)["At one of these meetings the director arranged for families to attend the group."] == text
+
+
+def test_a_chain_too_long_to_quote_leaves_a_connective_on_its_own():
+    reason = "In systems leadership, this is a sign of the quality of the relationship " + "and its fitness " * 40 + "for change."
+    danish = "And in the case study from Denmark, strong prior relationships allowed leaders to face up to conflict."
+    quotes = quotes_of("Relationships mattered most. " + reason + " " + danish)
+    assert quotes[danish] == danish
+
+
+def test_existential_there_and_it_are_not_pointers():
+    text = ("Relationships are reviewed in the synthesis paper. Pooling was discussed by all partners. "
+            "There has been no willingness to pool budgets and in some cases distinct opposition to attempting this.")
+    last = "There has been no willingness to pool budgets and in some cases distinct opposition to attempting this."
+    assert quotes_of(text)[last] == last
+    assert quotes_of("Heading\n\nIt is clear that the leaders in every place valued the time to reflect.")
+
+
+def test_a_line_leading_into_a_quotation_brings_it():
+    lead = ("Ronald Heifetz uses the metaphor of ‘getting on the balcony’ to observe the ‘people on the dance floor’, "
+            "arguing that a leader must get some distance:")
+    quotation = "“The only way you can gain a clearer view of reality is by distancing yourself from the fray.4”"
+    text = f"{lead}\n\n{quotation}\n\nOther writers agree with him on the point."
+    assert quotes_of(text)[lead] == f"{lead}\n\n{quotation}"
+    assert lead not in quotes_of(f"{lead}\n\nBalcony and dance floor")  # a colon with nothing quotable after it
+
+
+def test_entries_run_into_a_sentence_are_not_unbalanced_brackets():
+    text = ("Systems leadership can be characterised by two distinct attributes. It is i) collaborative and "
+            "ii) crosses boundaries – organisational, professional and virtual.")
+    assert not unbalanced(text)
+    assert unbalanced("the impetus was an urgent need (Source Paper 3.")
+    assert not unbalanced("the impetus was an urgent need (Source Paper 3).")
+    assert quotes_of(text)["It is i) collaborative and ii) crosses boundaries – organisational, professional and virtual."] == text
+
+
+def test_a_numbered_list_is_quoted_whole_with_the_sentences_its_lead_points_to():
+    text = ("First, the director addressed a meeting of the scrutiny panel to gain corporate support. "
+            "He painted a stark picture of the coming years. He described a ‘perfect storm’ of:\n\n"
+            "1. increasing population demand for services:\n\n"
+            "2. a reduction in public spending of 25% over the next 3 years\n\n"
+            "3. a lack of confidence in current social care approaches")
+    (quote,) = {c.text for c in candidates([hit_on(text)]) if "\n" in c.text}  # the list, and its lead bringing it
+    assert quote == text
+    assert readable(quote).endswith("of: increasing population demand for services; a reduction in public spending "
+                                    "of 25% over the next 3 years; a lack of confidence in current social care approaches")
+
+
 def test_a_quotation_is_quoted_from_its_opening_mark_to_its_closing_one():
     text = ("One leader said: “I’ve never met a good leader who wasn’t charismatic! (but) … I’ve seen very quiet, "
             "humble charisma.” Others agreed with the point made here.")
@@ -94,18 +146,20 @@ def test_a_list_is_quoted_whole_with_the_line_that_leads_into_it():
     assert lint_answer(f"{shown} [1]", [citation]) == set()
 
 
-def test_a_list_of_lists_or_one_running_past_its_passage_is_not_quoted_whole():
+def test_a_list_of_lists_or_one_led_into_before_its_passage_is_not_quoted_whole():
     nested = "The case study drew on:\n- key documents\n- interviews with leaders in Bradford:\n- the council"
     assert not [c for c in candidates([hit_on(nested)]) if "\n" in c.text]
     text = "Members include:\n- the council\n- the police\n- the NHS trust"
     hit = hit_on(text)
-    hit.passage.end = text.index("\n- the NHS")  # the passage ends inside the list
+    hit.passage.end = text.index("\n- the NHS")  # the passage ends inside the list: it is quoted to its end
+    assert {c.text for c in candidates([hit]) if "\n" in c.text} == {text}
+    hit.passage.start = text.index("- the police")  # the line leading into it lies before the passage
     assert not [c for c in candidates([hit]) if "\n" in c.text]
 
 
 def test_a_sentence_of_a_quotation_too_long_to_quote_whole_is_quoted_without_its_marks():
     opening = "“(We) tried to tackle it financially at first – and that gives you a way in – but it got us nowhere. "
-    middle = "It is a simple proposition that " + "if we share budgets and work together " * 9 + "we gain. "
+    middle = "It is a simple proposition that " + "if we share budgets and work together " * 15 + "we gain. "
     last = "Police budgeting is managed by the Met at London-wide level, so borough commanders stay out of it.”"
     quotes = quotes_of(opening + middle + last)
     assert quotes[last] == last[:-1]  # without the closing mark, so its marks pair up

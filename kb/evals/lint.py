@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from kb.search.quotes import COMMON_ACRONYMS, is_list, is_table, points_back, unbalanced
+from kb.search.quotes import COMMON_ACRONYMS, SENTENCE_END, is_list, is_table, points_back, unbalanced
 
 LINTS = ("unbalanced", "opener", "heading", "list-fragment", "glued", "repeated", "cut", "acronym")
 
-_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 _GLUED = re.compile(r"\b[A-Za-z][a-z]{2,}\d{1,3}\b|[a-z,;:](?:https?://|www\.)")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
 
@@ -22,7 +21,7 @@ _ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
 def heading_like(quote: str) -> bool:
     """A heading or label standing as a sentence: short, with no sentence end."""
     words = quote.split()
-    return not is_table(quote) and len(words) <= 12 and not _END.search(quote.strip()) and not quote.strip().endswith(":")
+    return not is_table(quote) and len(words) <= 12 and not SENTENCE_END.search(quote.strip()) and not quote.strip().endswith(":")
 
 
 def list_fragment(quote: str) -> bool:
@@ -35,7 +34,7 @@ def list_fragment(quote: str) -> bool:
 def cut(quote: str) -> bool:
     """A sentence cut off (a long quote without its end) or begun mid-sentence (lower case, not a list item)."""
     q = quote.strip()
-    return (len(q.split()) > 12 and not _END.search(q)) or bool(re.match(r"^[a-z]", q))
+    return (len(q.split()) > 12 and not SENTENCE_END.search(q)) or bool(re.match(r"^[a-z]", q))
 
 
 def unexplained_acronyms(answer: str, known: Iterable[str] = COMMON_ACRONYMS) -> set[str]:

@@ -20,9 +20,13 @@ from ingest.chunk import heading_breaks, quotable_sentences
 from kb.records import Hit
 
 # A sentence opening like this leans on the one before it.
-POINTER = re.compile(r"^(?:This|These|That|Those|Such|It|Its|They|Their|Them|He|She|His|Her|Both|A further|Further|"
-                     r"Also|However|But|And|Yet|So|Then|Here|There|Thus|Hence|Therefore|Similarly|Likewise|"
-                     r"Moreover|Indeed|In addition|As a result|In turn|Instead|Again|Meanwhile)\b")
+POINTER = re.compile(r"^(?:This|These|That|Those|Such|It(?!\s+(?:is|was|has been|seems|appears|became)\s+(?:\w+\s+)?"
+                     r"(?:clear|evident|apparent|important|essential|vital|crucial|likely|unlikely|possible|"
+                     r"impossible|difficult|hard|easy|necessary|worth|striking|notable|interesting)\b)|Its|They|"
+                     r"Their|Them|He|She|His|Her|Both|A further|Further|Also|However|But|And|Yet|So|Then|Here|"
+                     r"There(?!\s+(?:is|are|was|were|has|have|had|will|would|may|might|can|could|must|should|"
+                     r"seems?|appears?|remains?)\b)|Thus|Hence|Therefore|Similarly|Likewise|Moreover|Indeed|"
+                     r"In addition|As a result|In turn|Instead|Again|Meanwhile)\b")
 # Of those, the ones that stand for something in the sentence before, and say nothing without it: a
 # bare pronoun ("This meant…", "They agreed…", "Such was…"), not a determiner ("This study shows…").
 REFERS = re.compile(r"^(?:(?:This|These|That|Those)(?=\s+(?:is|was|are|were|has|have|had|may|might|can|could|will|"
@@ -53,20 +57,26 @@ ANNOUNCES = re.compile(r"(?::|\b(?:two|three|four|five|six|seven|several|a numbe
                        r"areas|stages|steps|principles|qualities|characteristics|components|types|kinds)\.)$")
 # A sentence opening like this turns the one before it round, so the two are quoted together.
 CONTRAST = re.compile(r"^[(\[]?(?:but|however|yet|although|though|that said|even so|nevertheless)\b", re.I)
-_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\d{1,2})?$")
-_APOSTROPHE = re.compile(r"(?<=\w)[’'](?=\w)")
+SENTENCE_END = re.compile(r"[.!?…](?:\d{1,2}(?=[\"'”’]))?[\"'”’)\]]*(?:\d{1,2})?$")
+_APOSTROPHE = re.compile(r"(?<=[^\W\d_])[’'](?=[^\W\d_])")
 # Where the sentences read at ingestion are cut again: at blank lines, and after a sentence's end
 # that a footnote mark hid ("…change.”19 Analogies…").
 _CUT = re.compile(r"\n[ \t]*\n\s*|(?<=[.!?][”’\"')])\d{1,3}\s+(?=[A-Z“‘])|(?<=[a-z][.!?])\d{1,3}\s+(?=[A-Z“‘])")
 _ITEM_MARK = re.compile(r"- |\d{1,3} (?=[A-Z])")
 _CLOSING = "\"'”’)]"
-MAX_QUOTE_WORDS = 90
+MAX_QUOTE_WORDS = 130
+# At most this many sentences before one are brought as what it points back to.
+MAX_BACK = 3
+
+
+# The label of an entry run into a sentence: "It is i) collaborative and ii) crosses boundaries".
+_ENUMERATOR = re.compile(r"(?:^|(?<=\s))(?:[ivx]{1,4}|[a-h])\)(?=\s)")
 
 
 def unbalanced(text: str) -> bool:
     """Quotation marks or brackets that open and do not close, or close and did not open. An
     apostrophe inside a word is not a mark, and one after an "s" closes a quote only when one is open."""
-    bare = _APOSTROPHE.sub("", text)
+    bare = _ENUMERATOR.sub("", _APOSTROPHE.sub("", text))
     if bare.count('"') % 2 == 1:
         return True
     for opening, closing in (("“", "”"), ("(", ")"), ("[", "]")):
@@ -96,8 +106,12 @@ def is_table(text: str) -> bool:
 
 
 # A line that leads into a list, and the list's entries ("Chaired by:" then "- Martin Reeves, …").
-_LIST = re.compile(r"^[^\n]*:[ \t]*\n(?:[ \t]*\n)?((?:[ \t]*- [^\n]+(?:\n|$))+)", re.M)
+# Entries are marked "- " or numbered ("1. "); numbered ones may stand a blank line apart.
+_ENTRY_MARK = r"[ \t]*(?:- |\d{1,2}[.)] )"
+_LIST = re.compile(rf"^[^\n]*:[ \t]*\n(?:[ \t]*\n)?((?:{_ENTRY_MARK}[^\n]+(?:\n(?:[ \t]*\n(?=[ \t]*\d{{1,2}}[.)] ))?|$))+)",
+                   re.M)
 MAX_LIST_ENTRIES = 12
+MAX_LIST_WORDS = 160
 
 
 def is_list(text: str) -> bool:
@@ -106,7 +120,7 @@ def is_list(text: str) -> bool:
     return bool(m) and m.end() >= len(text.strip())
 
 
-def stands_alone(text: str) -> bool:
+def stands_alone(text: str, min_words: int = 6) -> bool:
     """A sentence a reader takes as a statement: it ends as a sentence does, has at least six words and
     is mostly words; not a heading, label, list fragment, table row or a question the document asks."""
     if is_table(text):
@@ -115,7 +129,7 @@ def stands_alone(text: str) -> bool:
     t = " ".join(text.split())
     t = t[m.end():] if (m := _ITEM_MARK.match(t)) else t
     words = t.split()
-    if len(words) < 6 or not _END.search(t) or " | " in t:
+    if len(words) < min_words or not SENTENCE_END.search(t) or " | " in t:
         return False
     if t.rstrip("\"'”’)]").endswith("?") and not t.startswith(("“", '"', "‘", "'")):
         return False
@@ -176,23 +190,40 @@ def _after_heading(text: str, start: int, end: int) -> int:
     return start
 
 
+def leads_in(sentence: str) -> bool:
+    """A statement that ends in a colon, leading into what follows ("…, the team noted:"): quoted with it."""
+    t = sentence.rstrip()
+    return t.endswith(":") and stands_alone(t[:-1] + ".", min_words=3)
+
+
+def follows_lead(sentence: str) -> bool:
+    """What a line leading into it may bring: a statement, or the first sentence of a quotation."""
+    t = sentence.strip()
+    return stands_alone(t) or (len(t.split()) >= 6 and t[0] in "“\"‘")
+
+
 def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, int] | None:
     """The quote around sentence ``i`` of ``spans`` (see the module's docstring), or None when the
     sentence cannot be quoted whole: it points back to a heading, or its quotation marks never pair up."""
     def sentence(j: int) -> str:
         return text[spans[j][0]:spans[j][1]]
 
-    a, b = i, i
-    while leans_back(sentence(a)):
-        if a > 0 and a >= i - 1 and stands_alone(sentence(a - 1)) and not text[spans[a - 1][1]:spans[a][0]].strip():
-            a -= 1  # only across space: not across a heading left out between them
-        elif points_back(sentence(a)):
-            return None  # "This…" with nothing quotable before it
-        else:
-            break  # a connective ("So, for example…") reads on its own
     def joined(x: int, y: int) -> bool:  # sentences x..y follow each other with only space between
         return all(not text[spans[j][1]:spans[j + 1][0]].strip() for j in range(x, y))
 
+    a = i
+    while leans_back(sentence(a)):
+        if a > 0 and a > i - MAX_BACK and joined(a - 1, a) and (stands_alone(sentence(a - 1)) or leads_in(sentence(a - 1))):
+            a -= 1  # only across space: not across a heading left out between them
+        elif points_back(sentence(i)):
+            return None  # "This…" with nothing quotable before it
+        else:
+            a = i  # a connective ("So, for example…") reads on its own when what it follows cannot come
+            break
+    b = i
+    while (ANNOUNCES.search(sentence(b)) or leads_in(sentence(b))) and b + 1 < len(spans) and b < i + 2 \
+            and joined(b, b + 1) and follows_lead(sentence(b + 1)):
+        b += 1
     if unbalanced(text[spans[a][0]:spans[b][1]]):
         for a2, b2 in [(a, b + n) for n in (1, 2, 3)] + [(a - n, b) for n in (1, 2, 3)]:
             if 0 <= a2 and b2 < len(spans) and joined(a2, b2) and not unbalanced(text[spans[a2][0]:spans[b2][1]]):
@@ -200,10 +231,6 @@ def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, i
                 break
         else:
             return None
-    announced = b
-    while ANNOUNCES.search(sentence(announced)) and b + 1 < len(spans) and b < announced + 2 and joined(b, b + 1) \
-            and stands_alone(sentence(b + 1)):
-        b += 1
     whole = b
     if b + 1 < len(spans) and CONTRAST.match(sentence(b + 1)) and stands_alone(sentence(b + 1)) \
             and not unbalanced(sentence(b + 1)) and joined(b, b + 1):
@@ -216,10 +243,11 @@ def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, i
             start += 1
         while end > start and text[end - 1] in "”\"’'":
             end -= 1
-        if (start, end) != spans[i][:2] and _END.search(text[start:end]):
+        if (start, end) != spans[i][:2] and SENTENCE_END.search(text[start:end]):
             options.append((start, end))
     for start, end in options:
-        if len(text[start:end].split()) <= MAX_QUOTE_WORDS and not unbalanced(text[start:end]):
+        quote = text[start:end]
+        if len(quote.split()) <= MAX_QUOTE_WORDS and not unbalanced(quote) and not quote.rstrip().endswith(":"):
             return start, end
     return None
 
@@ -227,7 +255,7 @@ def _whole(text: str, spans: list[tuple[int, int, int]], i: int) -> tuple[int, i
 def candidates(hits: list[Hit]) -> list[Candidate]:
     """Every quotable whole thought of the given passages, each once."""
     out: list[Candidate] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple] = set()
     for hit in hits:
         doc = hit.document
         if doc is None:
@@ -235,10 +263,11 @@ def candidates(hits: list[Hit]) -> list[Candidate]:
         text, p = doc.text, hit.passage
         # The neighbours of the passage's first and last sentences lie outside it.
         spans = _pieces(text, max(0, p.start - 1500), min(len(text), p.end + 1500), heading_breaks(doc))
+        lists = list_units(text, p.start, p.end, min(len(text), p.end + 1500), spans)
         for i, (s, e, stored_end) in enumerate(spans):
             if s < p.start or stored_end > p.end or (doc.meta.doc_id, s) in seen:
                 continue
-            if not stands_alone(text[s:e]):
+            if not (stands_alone(text[s:e]) or leads_in(text[s:e])):
                 continue
             whole = _whole(text, spans, i)
             if whole is None:
@@ -247,31 +276,43 @@ def candidates(hits: list[Hit]) -> list[Candidate]:
             label = _ITEM_MARK.match(text, whole[0])  # "- " or the number of a list entry or footnote
             if label:
                 whole = (label.end(), whole[1])
+            # A sentence of the line leading into a list brings the list.
+            whole = next(((a, b) for a, b in lists if a <= whole[0] and whole[1] <= text.index("\n", a)), whole)
             out.append(Candidate(hit, whole[0], whole[1], text[whole[0]:whole[1]], (s, stored_end)))
-        for start, end in list_units(text, p.start, p.end, spans):
-            if (doc.meta.doc_id, start) not in seen:
-                seen.add((doc.meta.doc_id, start))
+        for start, end in lists:
+            if (doc.meta.doc_id, start, end) not in seen:  # a list may begin where a sentence does
+                seen.add((doc.meta.doc_id, start, end))
                 out.append(Candidate(hit, start, end, text[start:end], (start, end)))
     return out
 
 
-def list_units(text: str, start: int, end: int, spans: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
-    """The lists within ``[start, end)`` quotable whole: the sentence leading into the list and its entries
-    ("Chaired by: - Martin Reeves, … - John Wilderspin, …"), short enough to read as one statement."""
+def list_units(text: str, start: int, end: int, stop: int,
+               spans: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The lists led into within ``[start, end)`` and ending by ``stop``, quotable whole: the sentence leading
+    into the list and its entries ("Chaired by: - Martin Reeves, … - John Wilderspin, …"), short enough to read
+    as one statement. A lead that points back ("He described a ‘perfect storm’ of:") brings the sentences of its
+    line it points to."""
     out = []
-    for m in _LIST.finditer(text, start, end):
+    for m in _LIST.finditer(text, start, stop):
+        if m.start() >= end:
+            break
         entries = [line for line in m.group(1).splitlines() if line.strip()]
         colon = text.rfind(":", m.start(), m.start(1))
-        lead = max((s for s, e, _ in spans if m.start() <= s <= colon), default=m.start())
-        stop = m.end(1) - (1 if m.group(1).endswith("\n") else 0)
-        if re.match(r"\n[ \t]*- ", text[stop:stop + 8]):
-            continue  # the list runs on past the passage
-        quote = text[lead:stop]
-        if any(e.rstrip().endswith(":") for e in entries):
+        leads = [i for i, (s, _, _) in enumerate(spans) if m.start() <= s <= colon]
+        lead = spans[leads[-1]][0] if leads else m.start()
+        for i in reversed(leads):
+            lead = spans[i][0]
+            if not points_back(text[lead:colon]) or len(leads) - leads.index(i) > MAX_BACK:
+                break
+        last = m.end(1) - (1 if m.group(1).endswith("\n") else 0)
+        if re.match(rf"\n(?:[ \t]*\n)?{_ENTRY_MARK}", text[last:last + 12]):
+            continue  # the list runs on further than the passage's neighbours
+        quote = text[lead:last]
+        if any(e.startswith("- ") and e.rstrip().endswith(":") for e in entries):
             continue  # a list of lists
-        if 2 <= len(entries) <= MAX_LIST_ENTRIES and len(quote.split()) <= MAX_QUOTE_WORDS and not unbalanced(quote) \
-                and len(text[lead:colon].split()) >= 2 and not text[lead].islower():
-            out.append((lead, stop))
+        if 2 <= len(entries) <= MAX_LIST_ENTRIES and len(quote.split()) <= MAX_LIST_WORDS and not unbalanced(quote) \
+                and len(text[lead:colon].split()) >= 2 and not text[lead].islower() and not points_back(text[lead:colon]):
+            out.append((lead, last))
     return out
 
 
@@ -319,7 +360,8 @@ def readable(quote: str) -> str:
         return "; ".join(" ".join(line.split()) for line in quote.splitlines() if line.strip())
     if is_list(quote):
         lead, *entries = [line.strip() for line in quote.splitlines() if line.strip()]
-        return readable(lead) + " " + "; ".join(readable(e[2:]) for e in entries)
+        return readable(lead) + " " + "; ".join(readable(re.sub(_ENTRY_MARK, "", e, count=1)).rstrip(":;")
+                                               for e in entries)
     text = " ".join(quote.split())
     if text.startswith("- "):
         text = text[2:]
@@ -332,7 +374,7 @@ def readable(quote: str) -> str:
 ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}s?\b")
 # Acronyms a leader in UK public services reads without a gloss.
 COMMON_ACRONYMS = frozenset({"NHS", "UK", "US", "USA", "EU", "GP", "GPs", "A&E", "CEO", "CEOs", "HR", "IT", "TV",
-                             "BBC", "OK", "NW", "NE", "SW", "SE", "HM"})
+                             "BBC", "OK", "NW", "NE", "SW", "SE", "HM", "NSPCC", "COVID"})
 
 
 def _initials_match(long: str, acronym: str) -> bool:
