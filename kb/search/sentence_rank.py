@@ -30,7 +30,7 @@ FEATURES = ("similarity", "below_best", "inverse_rank", "passage_similarity", "w
 WEIGHTS = (0.46, 0.38, 2.02, 0.34, 0.57, 0.65, 0.04, -0.18, 0.29, 1.06, 0.9)
 BIAS = -5.96
 
-QUANTITY = re.compile(r"\b(how (much|many)|what (percentage|proportion|number|amount|size)|by how much)\b", re.I)
+QUANTITY = re.compile(r"\b(how (much|many|big|large|long|often)|what (percentage|proportion|number|amount|size)|by how much)\b", re.I)
 FIGURE = re.compile(r"[£$%]|\b\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                     r"forty|fifty|sixty|hundred|thousand|million|billion|half|third|quarter|dozens?|per ?cent)\b", re.I)
 
