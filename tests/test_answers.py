@@ -9,7 +9,7 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from kb.records import Filters
-from kb.search.answer import missing_amount, mmr, unknown_names
+from kb.search.answer import counted, counts, missing_amount, mmr, unknown_names
 from kb.search.retrieval import FilterError, dense_scores, fuse
 
 QUESTIONS = [
@@ -141,6 +141,8 @@ def test_a_question_for_an_amount_needs_a_quote_that_gives_one():
     # other questions, and words that only look like a request for money, are left alone
     assert missing_amount("Why did the cost-savings argument carry less weight?", ["Budgets were held centrally."]) == ""
     assert missing_amount("How many sites were there?", ["Twenty-five sites took part."]) == ""
+    assert missing_amount("How many days of support did each site get?", ["Enablers coached the teams."]) == "a number"
+    assert missing_amount("By what percentage did obesity fall?", ["Obesity was tackled."]) == "the size of the change"
     # a sum saved is not what something cost; a cost beside a saving is
     assert missing_amount("What did the pilot cost to run?", ["It could save as much as £8.1bn reduction in "
                                                               "public spending."]) == "an amount of money"
@@ -154,6 +156,9 @@ def test_a_question_for_an_amount_needs_a_quote_that_gives_one():
     ("By how much did obesity fall in Gloucestershire?", False, None),
     ("How much pooled funding does the Local Vision programme leverage?", True, "£1.5m"),
     ("How big was the pooled commissioning budget that Local Vision helped to create?", True, "£460"),
+    ("By what percentage did Gloucestershire reduce childhood obesity through Local Vision?", False, None),
+    # a count is looked for among the sentences that count what is asked, beyond the most relevant ones
+    ("How many places does the second Revolution will be Improvised report draw on?", True, "nearly forty"),
 ])
 def test_amounts_are_quoted_or_not_claimed(corpus_kb, question, answered, quoted):
     answer = corpus_kb.ask(question)
@@ -286,6 +291,19 @@ def test_unknown_names_are_names_acronyms_and_years_no_passage_contains():
     assert unknown_names("What did Wigan, the ICBs and COVID-19 change in 2020?", vocabulary) == [
         "Wigan", "ICB", "COVID", "2020"]
     assert unknown_names("Glasgow: what happened?", vocabulary) == []  # a first word is capitalised anyway
+
+
+def test_counted_is_what_a_how_many_question_counts():
+    assert counted("How many Local Vision places did the second report draw on?") == "place"
+    assert counted("How many days of Enabler support was each site allocated?") == "days"
+    assert counted("How many leaders were interviewed, and why were they chosen?") == ""  # not every part asks for a count
+    assert counts("place", "we draw on insights from nearly forty Local Vision places")
+    assert not counts("place", "Each of the 13 Total Place sites was supported by consultants.")
+
+
+def test_a_question_naming_a_documents_year_is_answered(corpus_kb):
+    answer = corpus_kb.ask("Who co-chaired the steering group according to the NHS Leadership Academy's 2014 paper?")
+    assert answer.answered and any("Wilderspin" in c.quote for c in answer.citations), answer.to_text()
 
 
 def test_a_question_about_a_place_the_corpus_never_names_is_not_answered(corpus_kb):

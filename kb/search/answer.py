@@ -21,7 +21,7 @@ from kb.search.llm import llm_answer
 from kb.search.question import BARRIER, parts
 from kb.search.quotes import Candidate, candidates as quotable, defined_acronyms, merged, readable, spell_out, within
 from kb.search.retrieval import Retriever
-from kb.search.sentence_rank import ABOUT_DOCUMENT, candidate_rows, probabilities
+from kb.search.sentence_rank import ABOUT_DOCUMENT, FIGURE, candidate_rows, probabilities
 from kb.search.tuning import TUNING
 from kb.stores.vectors import PassageStore
 from kb.vocab.linking import Linker
@@ -102,7 +102,8 @@ _ASKS_MONEY = re.compile(
     r"|\bwhat (?:is|was|were|are) the (?:cost|price|budget|salary|fee)s?(?![-\w])|\bwhat did\b[^?]*\bcost\b"
     r"|\b(?:minimum|maximum|total) amount\b|\b(?:salary|salaries|fees?|price)\b", re.I)
 _ASKS_CHANGE = re.compile(
-    r"\bby how much\b|\bhow much\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
+    r"\bby how much\b|\b(?:by )?what percentage\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
+    r"reduc\w*|drop\w*|grow\w*|grew|improv\w*|cut)\b|\bhow much\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
     r"reduc\w*|drop\w*|grow\w*|grew|improv\w*)\b", re.I)
 # A change in money ("by how much did spending fall?") is answered by an amount as well as a percentage.
 _ABOUT_MONEY = re.compile(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", re.I)
@@ -123,8 +124,35 @@ def _sums(question: str, text: str) -> list[str]:
     return [m.group() for m in found]
 
 
+# A part asking for a count or share ("How many places…?", "What proportion of…?").
+_ASKS_COUNT = re.compile(r"^\W*(?:how (?:many|much)|what (?:percentage|proportion|number|share)|by how much)\b", re.I)
+
+
+_HOW_MANY = re.compile(r"\bhow many ((?:[\w’'-]+ ){1,4}?)(?:did|do|does|was|were|are|is|have|has|had|will|can|could|"
+                       r"would|took|take|came|went|in|of|across|from)\b", re.I)
+
+
+def counted(question: str) -> str:
+    """What a "how many…?" question counts, as the start of its word ("place" of "How many Local Vision
+    places did…"), when every part of it asks for a count; else ""."""
+    m = _HOW_MANY.search(question)
+    return m.group(1).split()[-1].lower()[:5] if m and asks_count(question) else ""
+
+
+def counts(noun: str, text: str) -> bool:
+    """Whether a figure in the text counts the noun: "nearly forty Local Vision places" counts "place",
+    "the 13 Total Place sites" does not (a name is not the thing counted)."""
+    return any(re.match(rf"\W*(?:[\w’'-]+\s+){{0,3}}?{noun}", text[m.end():m.end() + 60])
+               for m in FIGURE.finditer(text))
+
+
+def asks_count(question: str) -> bool:
+    """Whether every part of the question asks for a count or share."""
+    return all(_ASKS_COUNT.match(p.text) for p in parts(question))
+
+
 def missing_amount(question: str, quotes: list[str]) -> str:
-    """The kind of amount the question asks for ("an amount of money", "the size of the change")
+    """The kind of amount the question asks for ("an amount of money", "the size of the change", "a number")
     when no quote gives one, else "". Sentences about the right topic without the figure do not answer it,
     nor does a sum saved when the question asks what something cost."""
     text = " ".join(quotes)
@@ -134,6 +162,8 @@ def missing_amount(question: str, quotes: list[str]) -> str:
     about_money = bool(_ABOUT_MONEY.search(question))
     if _ASKS_CHANGE.search(question) and not (_CHANGE.search(text) or (about_money and _MONEY.search(text))):
         return "the size of the change"
+    if asks_count(question) and not FIGURE.search(text):
+        return "a number"
     return ""
 
 
@@ -260,8 +290,15 @@ class Answerer:
                        + (1 - TUNING.part_weight) * relevance for p, v in zip(asked, part_vectors)]
             chosen = one_per_part(by_part, TUNING.sentence_floor, allowed)
         passages = [c.hit.passage.chunk_id for c in candidates]
-        return mmr(relevance, vectors, max(TUNING.max_sentences, len(chosen)), floor=TUNING.sentence_floor,
-                   groups=passages, same_group=TUNING.same_passage, chosen=chosen, allowed=allowed)
+        picked = mmr(relevance, vectors, max(TUNING.max_sentences, len(chosen)), floor=TUNING.sentence_floor,
+                     groups=passages, same_group=TUNING.same_passage, chosen=chosen, allowed=allowed)
+        noun = counted(question)
+        if noun and not any(FIGURE.search(candidates[i].text) for i in picked):
+            # "How many places…?" wants the figure: the most relevant sentence counting places comes first.
+            figures = [int(i) for i in np.argsort(-relevance)
+                       if counts(noun, candidates[i].core_text) and relevance[i] > 0 and allowed(int(i), [])]
+            picked = figures[:1] + picked[:TUNING.max_sentences - 1] if figures else picked
+        return picked
 
     def glossary(self, picked: list[Candidate]) -> dict[str, str]:
         """Acronyms and their long forms: the ontology's, then those the quoted documents define."""

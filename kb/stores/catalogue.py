@@ -50,13 +50,15 @@ _PASSAGE = "p.chunk_id, p.doc_id, p.text, p.start, p.stop, p.page, p.heading, p.
 _WORD = re.compile(r"[a-z0-9]+")
 
 # What the words table holds, so that a catalogue counted otherwise is counted again.
-WORDS_FROM = "title, passages and their headings"
+WORDS_FROM = "title, authors, year, publisher, passages and their headings"
+# A document's bibliographic facts as one text, in SQL: a question may name its year or author.
+_ABOUT = "title || ' ' || authors || ' ' || COALESCE(year, '') || ' ' || publisher"
 
 
-def words_of(title: str, passages: Iterable[Passage]) -> set[str]:
-    """Every lower-cased word and number of a document's title, passages and their headings (a name may
-    stand alone on a line read as a heading: "Mark Rogers" under a foreword)."""
-    return set(_WORD.findall(" ".join([title, *(f"{p.heading} {p.text}" for p in passages)]).lower()))
+def words_of(about: str, passages: Iterable[Passage]) -> set[str]:
+    """Every lower-cased word and number of a document's bibliographic facts (``about``), passages and their
+    headings (a name may stand alone on a line read as a heading: "Mark Rogers" under a foreword)."""
+    return set(_WORD.findall(" ".join([about, *(f"{p.heading} {p.text}" for p in passages)]).lower()))
 
 
 def _passage(row: tuple) -> Passage:
@@ -142,9 +144,9 @@ class Catalogue:
         """The words of every document, counted again when they were counted from other parts of it."""
         def recount(c) -> None:
             c.execute("DELETE FROM words")
-            for doc_id, title in self._documents(c):
+            for doc_id, about in self._documents(c):
                 c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
-                              [(w,) for w in words_of(title, self._document_passages(c, doc_id))])
+                              [(w,) for w in words_of(about, self._document_passages(c, doc_id))])
 
         if not self._words:
             self._kept_as("words", WORDS_FROM, recount)
@@ -180,7 +182,8 @@ class Catalogue:
                 c.executemany("INSERT OR IGNORE INTO links VALUES (?,?,?)",
                               [(cid, row, name) for name in LINKS for cid in getattr(p, name)])
             c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
-                          [(w,) for w in words_of(summary.title, passages)])
+                          [(w,) for w in words_of(f"{summary.title} {json.dumps(summary.authors)} {summary.year or ''} "
+                                                  f"{summary.publisher}", passages)])
             self._count(c, passages, +1)
             self._count_cells(c, passages, +1, regions)
             self._bump(c)
@@ -194,7 +197,7 @@ class Catalogue:
             self._bump(c)
 
     def _delete(self, c, doc_id: str, regions: dict[str, str]) -> None:
-        got = c.execute("SELECT title FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        got = c.execute(f"SELECT {_ABOUT} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         old = self._document_passages(c, doc_id)
         if got is None and not old:
             return
@@ -228,7 +231,8 @@ class Catalogue:
 
     @staticmethod
     def _documents(c) -> list[tuple[str, str]]:
-        return list(c.execute("SELECT doc_id, title FROM documents"))
+        """Each document's id and bibliographic facts (``_ABOUT``)."""
+        return list(c.execute(f"SELECT doc_id, {_ABOUT} FROM documents"))
 
     @staticmethod
     def _document_passages(c, doc_id: str) -> list[Passage]:
