@@ -67,3 +67,16 @@ def test_the_words_held_include_headings_and_are_counted_again_in_an_older_catal
         c.execute("DELETE FROM texts WHERE key = 'words'")
         c.execute("DELETE FROM words WHERE word = 'rogers'")
     assert Catalogue(path, regions=lambda: REGIONS).known({"rogers"}) == {"rogers"}
+
+
+def test_the_words_held_include_a_documents_year_authors_and_words_glued_to_footnote_marks(tmp_path):
+    catalogue = Catalogue(tmp_path / "catalogue.sqlite", regions=lambda: REGIONS)
+    glued = passage("a", 0, [])
+    glued.text = "The latest figures reported by DCLG9 show 66,000 families."
+    catalogue.put_document(DocumentSummary(doc_id="a", title="Systems leadership", authors=["Debbie Sorkin"],
+                                           year=2014, type="text", path="a.txt", pages=0, passages=1,
+                                           publisher="NHS Leadership Academy"), "sha", [glued])
+    assert catalogue.known({"2014", "sorkin", "academy", "dclg", "dclg9", "2015"}) == {
+        "2014", "sorkin", "academy", "dclg", "dclg9"}
+    catalogue.remove_document("a")  # taken away as they were added
+    assert catalogue.known({"2014", "sorkin", "dclg"}) == set()

@@ -178,7 +178,7 @@ def _pieces(text: str, start: int, end: int, breaks: list[int]) -> list[tuple[in
 # Words that open a sentence: after a word with no stop, within a sentence's first words, they show
 # a heading run into it on one line ("Improvements in systems working The staff running…").
 _OPENS = frozenset("The This These It In At As A An For Given When While Where Many Most Some Each Our We There "
-                   "Such One Both Although If By With From All Several".split())
+                   "Such One Both Although If By With From All Several But However".split())
 
 
 def _after_heading(text: str, start: int, end: int) -> int:

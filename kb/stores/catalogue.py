@@ -50,15 +50,17 @@ _PASSAGE = "p.chunk_id, p.doc_id, p.text, p.start, p.stop, p.page, p.heading, p.
 _WORD = re.compile(r"[a-z0-9]+")
 
 # What the words table holds, so that a catalogue counted otherwise is counted again.
-WORDS_FROM = "title, authors, year, publisher, passages and their headings"
+WORDS_FROM = "title, authors, year, publisher, passages and their headings; a word glued to a footnote mark also without it"
 # A document's bibliographic facts as one text, in SQL: a question may name its year or author.
 _ABOUT = "title || ' ' || authors || ' ' || COALESCE(year, '') || ' ' || publisher"
 
 
 def words_of(about: str, passages: Iterable[Passage]) -> set[str]:
     """Every lower-cased word and number of a document's bibliographic facts (``about``), passages and their
-    headings (a name may stand alone on a line read as a heading: "Mark Rogers" under a foreword)."""
-    return set(_WORD.findall(" ".join([about, *(f"{p.heading} {p.text}" for p in passages)]).lower()))
+    headings (a name may stand alone on a line read as a heading: "Mark Rogers" under a foreword), and each
+    word glued to a footnote mark without it."""
+    words = set(_WORD.findall(" ".join([about, *(f"{p.heading} {p.text}" for p in passages)]).lower()))
+    return words | {w.rstrip("0123456789") for w in words if w[0].isalpha() and w[-1].isdigit()}  # "DCLG9": DCLG
 
 
 def _passage(row: tuple) -> Passage:
