@@ -101,10 +101,8 @@ _ASKS_MONEY = re.compile(
     r"\bhow much\b[^?]*\b(cost\w*|money|sav\w*|fund\w*|pool\w*|spen[dt]\w*|pay|paid|budget\w*|invest\w*|worth)\b"
     r"|\bwhat (?:is|was|were|are) the (?:cost|price|budget|salary|fee)s?(?![-\w])|\bwhat did\b[^?]*\bcost\b"
     r"|\b(?:minimum|maximum|total) amount\b|\b(?:salary|salaries|fees?|price)\b", re.I)
-_ASKS_CHANGE = re.compile(
-    r"\bby how much\b|\b(?:by )?what percentage\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
-    r"reduc\w*|drop\w*|grow\w*|grew|improv\w*|cut)\b|\bhow much\b[^?]*\b(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|"
-    r"reduc\w*|drop\w*|grow\w*|grew|improv\w*)\b", re.I)
+_CHANGED = r"(?:rise|rose|risen|fall|fell|fallen|increase\w*|decrease\w*|reduc\w*|drop\w*|grow\w*|grew|improv\w*|cut)"
+_ASKS_CHANGE = re.compile(rf"\bby how much\b|\b(?:how much|what percentage)\b[^?]*\b{_CHANGED}\b", re.I)
 # A change in money ("by how much did spending fall?") is answered by an amount as well as a percentage.
 _ABOUT_MONEY = re.compile(r"\b(?:cost\w*|spen[dt]\w*|sav\w*|budget\w*|fund\w*|money)\b", re.I)
 _MONEY = re.compile(r"[£$€]\s?\d|\b\d[\d,.]*\s?(?:million|billion|bn|m|k|pounds|euros|dollars)\b", re.I)
@@ -124,10 +122,8 @@ def _sums(question: str, text: str) -> list[str]:
     return [m.group() for m in found]
 
 
-# A part asking for a count or share ("How many places…?", "What proportion of…?").
+# A part asking for a count or share ("How many places…?", "What proportion of…?"), and what it counts.
 _ASKS_COUNT = re.compile(r"^\W*(?:how (?:many|much)|what (?:percentage|proportion|number|share)|by how much)\b", re.I)
-
-
 _HOW_MANY = re.compile(r"\bhow many ((?:[\w’'-]+ ){1,4}?)(?:did|do|does|was|were|are|is|have|has|had|will|can|could|"
                        r"would|took|take|came|went|in|of|across|from)\b", re.I)
 
@@ -142,7 +138,7 @@ def counted(question: str) -> str:
 def counts(noun: str, text: str) -> bool:
     """Whether a figure in the text counts the noun: "nearly forty Local Vision places" counts "place",
     "the 13 Total Place sites" does not (a name is not the thing counted)."""
-    return any(re.match(rf"\W*(?:[\w’'-]+\s+){{0,3}}?{noun}", text[m.end():m.end() + 60])
+    return any(re.match(rf"\W*(?:[\w’'-]+\s+){{0,3}}?{re.escape(noun)}", text[m.end():m.end() + 60])
                for m in FIGURE.finditer(text))
 
 
@@ -296,7 +292,7 @@ class Answerer:
         if noun and not any(FIGURE.search(candidates[i].text) for i in picked):
             # "How many places…?" wants the figure: the most relevant sentence counting places comes first.
             figures = [int(i) for i in np.argsort(-relevance)
-                       if counts(noun, candidates[i].core_text) and relevance[i] > 0 and allowed(int(i), [])]
+                       if counts(noun, candidates[i].core_text) and relevance[i] > 0 and allowed(int(i), picked)]
             picked = figures[:1] + picked[:TUNING.max_sentences - 1] if figures else picked
         return picked
 
