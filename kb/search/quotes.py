@@ -298,12 +298,8 @@ def list_units(text: str, start: int, end: int, stop: int,
             break
         entries = [line for line in m.group(1).splitlines() if line.strip()]
         colon = text.rfind(":", m.start(), m.start(1))
-        leads = [i for i, (s, _, _) in enumerate(spans) if m.start() <= s <= colon]
-        lead = spans[leads[-1]][0] if leads else m.start()
-        for i in reversed(leads):
-            lead = spans[i][0]
-            if not points_back(text[lead:colon]) or len(leads) - leads.index(i) > MAX_BACK:
-                break
+        starts = [s for s, _, _ in spans if m.start() <= s <= colon][-(MAX_BACK + 1):] or [m.start()]
+        lead = next((s for s in reversed(starts) if not points_back(text[s:colon])), starts[-1])
         last = m.end(1) - (1 if m.group(1).endswith("\n") else 0)
         if re.match(rf"\n(?:[ \t]*\n)?{_ENTRY_MARK}", text[last:last + 12]):
             continue  # the list runs on further than the passage's neighbours
