@@ -184,8 +184,7 @@ class Catalogue:
                 c.executemany("INSERT OR IGNORE INTO links VALUES (?,?,?)",
                               [(cid, row, name) for name in LINKS for cid in getattr(p, name)])
             c.executemany("INSERT INTO words VALUES (?, 1) ON CONFLICT(word) DO UPDATE SET documents = documents + 1",
-                          [(w,) for w in words_of(f"{summary.title} {json.dumps(summary.authors)} {summary.year or ''} "
-                                                  f"{summary.publisher}", passages)])
+                          [(w,) for w in words_of(self._about(c, summary.doc_id), passages)])
             self._count(c, passages, +1)
             self._count_cells(c, passages, +1, regions)
             self._bump(c)
@@ -199,12 +198,12 @@ class Catalogue:
             self._bump(c)
 
     def _delete(self, c, doc_id: str, regions: dict[str, str]) -> None:
-        got = c.execute(f"SELECT {_ABOUT} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        about = self._about(c, doc_id)
         old = self._document_passages(c, doc_id)
-        if got is None and not old:
+        if about is None and not old:
             return
         c.executemany("UPDATE words SET documents = documents - 1 WHERE word = ?",
-                      [(w,) for w in words_of(got[0] if got else "", old)])
+                      [(w,) for w in words_of(about or "", old)])
         c.execute("DELETE FROM words WHERE documents <= 0")
         self._count(c, old, -1)
         self._count_cells(c, old, -1, regions)
@@ -230,6 +229,12 @@ class Catalogue:
                       [(*key, sign * n, sign * n) for key, n in cell_pairs(passages, regions).items()])
         if sign < 0:
             c.execute("DELETE FROM cells WHERE passages <= 0")
+
+    @staticmethod
+    def _about(c, doc_id: str) -> str | None:
+        """A stored document's bibliographic facts as one text (``_ABOUT``), or None when it is not stored."""
+        row = c.execute(f"SELECT {_ABOUT} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def _documents(c) -> list[tuple[str, str]]:
@@ -338,7 +343,7 @@ class Catalogue:
             "SELECT p.doc_id, COUNT(*) FROM links l JOIN passages p ON p.row = l.row GROUP BY p.doc_id"))
 
     def known(self, words: Iterable[str]) -> set[str]:
-        """Those of ``words`` (lower case) that some document's title, passage or heading holds."""
+        """Those of ``words`` (lower case) that some document's bibliographic facts, passage or heading holds."""
         self._ensure_words()
         return {r[0] for r in self.db.conn.execute(
             "SELECT word FROM words WHERE word IN (SELECT value FROM json_each(?))", (_json(words),))}
